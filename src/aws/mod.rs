@@ -1,0 +1,236 @@
+//! Building AWS clients from [`AwsSettings`] and the start-up check of the stream.
+
+pub mod settings;
+
+use aws_config::{BehaviorVersion, Region};
+use aws_credential_types::provider::SharedCredentialsProvider;
+use aws_credential_types::Credentials;
+use aws_sdk_kinesis::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_sdk_kinesis::Client;
+use aws_types::SdkConfig;
+
+pub use settings::{AssumeRole, AwsSettings, Secret, StaticKeys, StreamRef};
+
+const PROVIDER_NAME: &str = "conduit-connector-kinesis";
+
+/// Failures talking to AWS, each saying which of the usual causes it is.
+#[derive(Debug, thiserror::Error)]
+pub enum AwsError {
+    #[error(
+        "no AWS region is configured: set aws.region (or streamARN), or AWS_REGION in the environment, \
+         or a region in the selected profile"
+    )]
+    NoRegion,
+    #[error(
+        "stream {stream:?} was not found in region {region} at {endpoint}: create it, or check \
+         streamName/streamARN, aws.region and aws.url"
+    )]
+    StreamNotFound {
+        stream: String,
+        region: String,
+        endpoint: String,
+    },
+    #[error(
+        "AWS rejected the credentials for stream {stream:?} ({code}: {message}): check aws.accessKeyId / \
+         aws.secretAccessKey / aws.sessionToken, aws.profile or aws.assumeRoleArn and the IAM permissions \
+         (kinesis:DescribeStreamSummary and the reading/writing actions)"
+    )]
+    BadCredentials {
+        stream: String,
+        code: String,
+        message: String,
+    },
+    #[error(
+        "no AWS credentials could be loaded ({detail}): set aws.accessKeyId and aws.secretAccessKey, \
+         aws.profile, or configure the default credential chain (AWS_ACCESS_KEY_ID, shared credentials \
+         file, web identity, container or instance role)"
+    )]
+    NoCredentials { detail: String },
+    #[error("could not reach the Kinesis endpoint {endpoint} ({detail}): check aws.url, aws.region and the network")]
+    Unreachable { endpoint: String, detail: String },
+    #[error("Kinesis {operation} on stream {stream:?} failed: {detail}")]
+    Other {
+        operation: &'static str,
+        stream: String,
+        detail: String,
+    },
+}
+
+/// Resolves region and credentials into an SDK configuration. The endpoint override is not
+/// part of it: it applies to Kinesis only, not to STS.
+pub async fn load_sdk_config(settings: &AwsSettings) -> Result<SdkConfig, AwsError> {
+    let mut loader = aws_config::defaults(BehaviorVersion::latest());
+    if let Some(profile) = &settings.profile {
+        loader = loader.profile_name(profile);
+    }
+    if let Some(region) = &settings.region {
+        loader = loader.region(Region::new(region.clone()));
+    }
+    if let Some(keys) = &settings.static_keys {
+        loader = loader.credentials_provider(Credentials::new(
+            keys.access_key_id.clone(),
+            keys.secret_access_key.expose().to_string(),
+            keys.session_token.as_ref().map(|t| t.expose().to_string()),
+            None,
+            PROVIDER_NAME,
+        ));
+    }
+    let base = loader.load().await;
+    if base.region().is_none() {
+        return Err(AwsError::NoRegion);
+    }
+    let Some(role) = &settings.assume_role else {
+        return Ok(base);
+    };
+    let mut builder = aws_config::sts::AssumeRoleProvider::builder(role.role_arn.clone())
+        .session_name(role.session_name.clone())
+        .configure(&base);
+    if let Some(external_id) = &role.external_id {
+        builder = builder.external_id(external_id.clone());
+    }
+    let provider = builder.build().await;
+    Ok(base
+        .into_builder()
+        .credentials_provider(SharedCredentialsProvider::new(provider))
+        .build())
+}
+
+/// A Kinesis client for the settings, with the endpoint override applied.
+pub async fn kinesis_client(settings: &AwsSettings) -> Result<Client, AwsError> {
+    let sdk_config = load_sdk_config(settings).await?;
+    let mut builder = aws_sdk_kinesis::config::Builder::from(&sdk_config);
+    if let Some(url) = &settings.endpoint_url {
+        builder = builder.endpoint_url(url.clone());
+    }
+    Ok(Client::from_conf(builder.build()))
+}
+
+/// What the start-up check learned about the stream.
+#[derive(Debug, Clone)]
+pub struct StreamSummary {
+    pub name: String,
+    pub arn: String,
+    pub status: String,
+    pub open_shards: i32,
+    /// `MaxRecordSizeInKiB` when the server reports it.
+    pub max_record_size_kib: Option<i32>,
+}
+
+/// Checks that the stream exists and the credentials work (DescribeStreamSummary).
+pub async fn describe_stream(
+    client: &Client,
+    stream: &StreamRef,
+    endpoint: &str,
+) -> Result<StreamSummary, AwsError> {
+    let mut request = client.describe_stream_summary();
+    request = match &stream.arn {
+        Some(arn) => request.stream_arn(arn),
+        None => request.stream_name(&stream.name),
+    };
+    let response = request
+        .send()
+        .await
+        .map_err(|e| classify(e, "DescribeStreamSummary", stream, client, endpoint))?;
+    let Some(description) = response.stream_description_summary else {
+        return Err(AwsError::Other {
+            operation: "DescribeStreamSummary",
+            stream: stream.to_string(),
+            detail: "the response has no stream description".into(),
+        });
+    };
+    Ok(StreamSummary {
+        name: description.stream_name,
+        arn: description.stream_arn,
+        status: description.stream_status.as_str().to_string(),
+        open_shards: description.open_shard_count,
+        max_record_size_kib: description.max_record_size_in_kib,
+    })
+}
+
+/// The endpoint requests go to, for messages.
+pub fn describe_endpoint(settings: &AwsSettings, client: &Client) -> String {
+    match &settings.endpoint_url {
+        Some(url) => url.clone(),
+        None => {
+            let region = client
+                .config()
+                .region()
+                .map(|r| r.to_string())
+                .unwrap_or_default();
+            format!("https://kinesis.{region}.amazonaws.com")
+        }
+    }
+}
+
+const CREDENTIAL_ERROR_CODES: &[&str] = &[
+    "UnrecognizedClientException",
+    "InvalidSignatureException",
+    "IncompleteSignature",
+    "AccessDeniedException",
+    "AccessDenied",
+    "ExpiredTokenException",
+    "ExpiredToken",
+    "InvalidClientTokenId",
+    "MissingAuthenticationToken",
+    "MissingAuthenticationTokenException",
+    "SignatureDoesNotMatch",
+];
+
+/// Maps an SDK error onto the cause a user can act on.
+pub fn classify<E, R>(
+    error: SdkError<E, R>,
+    operation: &'static str,
+    stream: &StreamRef,
+    client: &Client,
+    endpoint: &str,
+) -> AwsError
+where
+    E: ProvideErrorMetadata + std::error::Error + 'static,
+    R: std::fmt::Debug,
+{
+    let detail = DisplayErrorContext(&error).to_string();
+    let code = error.code().map(str::to_string);
+    match (&error, code.as_deref()) {
+        (_, Some("ResourceNotFoundException")) => AwsError::StreamNotFound {
+            stream: stream.to_string(),
+            region: client
+                .config()
+                .region()
+                .map(|r| r.to_string())
+                .unwrap_or_default(),
+            endpoint: endpoint.to_string(),
+        },
+        (_, Some(code)) if CREDENTIAL_ERROR_CODES.contains(&code) => AwsError::BadCredentials {
+            stream: stream.to_string(),
+            code: code.to_string(),
+            message: error.message().unwrap_or_default().to_string(),
+        },
+        _ if is_credentials_failure(&detail) => AwsError::NoCredentials {
+            detail: first_line(&detail),
+        },
+        (SdkError::DispatchFailure(_) | SdkError::TimeoutError(_), _) => AwsError::Unreachable {
+            endpoint: endpoint.to_string(),
+            detail: first_line(&detail),
+        },
+        _ => AwsError::Other {
+            operation,
+            stream: stream.to_string(),
+            detail: first_line(&detail),
+        },
+    }
+}
+
+fn is_credentials_failure(detail: &str) -> bool {
+    let lower = detail.to_ascii_lowercase();
+    lower.contains("credentials")
+        && (lower.contains("no credentials")
+            || lower.contains("failed to load")
+            || lower.contains("credentialsnotloaded")
+            || lower.contains("could not load credentials")
+            || lower.contains("an error occurred while loading credentials")
+            || lower.contains("the credential provider was not enabled"))
+}
+
+fn first_line(text: &str) -> String {
+    text.lines().next().unwrap_or_default().to_string()
+}

@@ -1,0 +1,53 @@
+//! Command-line entry: plugin mode without arguments, plus small commands for people.
+
+pub const HELP: &str = "\
+conduit-connector-kinesis: Amazon Kinesis Data Streams connector for Conduit
+
+This binary is a Conduit plugin. Conduit starts it itself: copy it into Conduit's connectors
+directory (--connectors.path) and reference it in a pipeline as `standalone:kinesis`.
+Run without arguments outside Conduit, it refuses to start.
+
+Usage:
+  conduit-connector-kinesis            run as a plugin (started by Conduit)
+  conduit-connector-kinesis specs      print the connector specification (connector.yaml)
+  conduit-connector-kinesis version    print the connector version
+  conduit-connector-kinesis --help     print this help
+";
+
+/// What the command line asks for.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Command {
+    Plugin,
+    Specs,
+    Version,
+    Help,
+    Unknown(String),
+}
+
+pub fn parse(args: &[String]) -> Command {
+    match args.first().map(String::as_str) {
+        None => Command::Plugin,
+        Some("spec" | "specs" | "specification" | "specifications") => Command::Specs,
+        Some("version" | "--version" | "-V") => Command::Version,
+        Some("help" | "--help" | "-h") => Command::Help,
+        Some(other) => Command::Unknown(other.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_commands() {
+        let args = |a: &[&str]| a.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert_eq!(parse(&args(&[])), Command::Plugin);
+        assert_eq!(parse(&args(&["specs"])), Command::Specs);
+        assert_eq!(parse(&args(&["version"])), Command::Version);
+        assert_eq!(parse(&args(&["--help"])), Command::Help);
+        assert_eq!(
+            parse(&args(&["frobnicate"])),
+            Command::Unknown("frobnicate".into())
+        );
+    }
+}

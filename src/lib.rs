@@ -1,0 +1,24 @@
+//! Conduit connector for Amazon Kinesis Data Streams.
+//!
+//! [`plugin`] is a generic Conduit plugin runtime; [`config`] validates parameters with the Go
+//! SDK's rules; [`spec`] declares this connector's parameters; [`aws`] builds clients;
+//! [`source`] and [`destination`] are the two connector sides.
+
+pub mod aws;
+pub mod cli;
+pub mod config;
+pub mod connection;
+pub mod destination;
+pub mod plugin;
+pub mod proto;
+pub mod source;
+pub mod spec;
+
+/// The plugin as Conduit loads it.
+pub fn plugin() -> plugin::Plugin {
+    plugin::Plugin {
+        specification: spec::specification(),
+        new_source: Box::new(|_env| Box::new(source::KinesisSource::default())),
+        new_destination: Box::new(|_env| Box::new(destination::KinesisDestination::default())),
+    }
+}

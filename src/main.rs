@@ -1,0 +1,50 @@
+use std::process::ExitCode;
+
+use conduit_connector_kinesis::cli::{self, Command};
+use conduit_connector_kinesis::{plugin, spec};
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    match cli::parse(&args) {
+        Command::Plugin => run_plugin(),
+        Command::Specs => {
+            print!("{}", spec::connector_yaml());
+            ExitCode::SUCCESS
+        }
+        Command::Version => {
+            println!("{}", spec::version());
+            ExitCode::SUCCESS
+        }
+        Command::Help => {
+            print!("{}", cli::HELP);
+            ExitCode::SUCCESS
+        }
+        Command::Unknown(command) => {
+            eprintln!("unknown command {command:?}\n\n{}", cli::HELP);
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn run_plugin() -> ExitCode {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("could not start the async runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(plugin::serve(conduit_connector_kinesis::plugin()));
+    // Background tasks (open streams, AWS connections) must not delay the exit the host waits for.
+    runtime.shutdown_timeout(std::time::Duration::from_millis(100));
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("{error}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,107 @@
+//! The interfaces a connector implements. They follow the shape of the Go SDK's `Source` and
+//! `Destination` interfaces, made async and `Result`-based. The runtime drives them over the
+//! Conduit protocol and knows nothing about what a connector reads or writes.
+
+use std::collections::HashMap;
+
+use async_trait::async_trait;
+
+pub use crate::proto::opencdc::v1::Record;
+
+/// Any error a connector returns; Conduit shows its message (with its sources) to the user.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// The raw settings from the pipeline (`map<string,string>` on the wire).
+pub type RawConfig = HashMap<String, String>;
+
+/// Renders an error and its chain of sources as one line: `outer: cause: root cause`.
+pub fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut message = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let text = cause.to_string();
+        if !message.contains(&text) {
+            message.push_str(": ");
+            message.push_str(&text);
+        }
+        source = cause.source();
+    }
+    message
+}
+
+/// A source produces records with unique, non-empty positions and learns through `ack` which of
+/// them Conduit has durably processed.
+///
+/// `read` and `ack` take `&self` because the runtime calls them concurrently; the other methods
+/// get exclusive access.
+#[async_trait]
+pub trait Source: Send + Sync + 'static {
+    /// Validates and stores the settings. No I/O should be needed to reject bad settings.
+    async fn configure(&mut self, config: &RawConfig) -> Result<(), BoxError>;
+
+    /// Prepares reading, resuming right after `position` (`None` on a first start).
+    async fn open(&mut self, position: Option<Vec<u8>>) -> Result<(), BoxError>;
+
+    /// Waits for the next records and returns at least one.
+    ///
+    /// Must be cancel-safe: the runtime drops the future when the pipeline stops, and records
+    /// not yet returned must not be considered delivered.
+    async fn read(&self) -> Result<Vec<Record>, BoxError>;
+
+    /// Conduit has processed these records (in the order they were read).
+    async fn ack(&self, positions: Vec<Vec<u8>>) -> Result<(), BoxError>;
+
+    /// Releases every resource. Called in any state, possibly more than once.
+    async fn teardown(&mut self) -> Result<(), BoxError>;
+
+    async fn lifecycle_on_created(&mut self, _config: &RawConfig) -> Result<(), BoxError> {
+        Ok(())
+    }
+
+    async fn lifecycle_on_updated(
+        &mut self,
+        _before: &RawConfig,
+        _after: &RawConfig,
+    ) -> Result<(), BoxError> {
+        Ok(())
+    }
+
+    /// Called without `configure`: the connector was deleted from Conduit.
+    async fn lifecycle_on_deleted(&mut self, _config: &RawConfig) -> Result<(), BoxError> {
+        Ok(())
+    }
+}
+
+/// The outcome for one record: `Ok` acks it, `Err(reason)` nacks it with that reason.
+pub type WriteOutcome = Result<(), String>;
+
+/// A destination writes records and reports an outcome for each, in order.
+#[async_trait]
+pub trait Destination: Send + Sync + 'static {
+    async fn configure(&mut self, config: &RawConfig) -> Result<(), BoxError>;
+
+    async fn open(&mut self) -> Result<(), BoxError>;
+
+    /// Writes the records and returns exactly one outcome per record, in the same order.
+    /// An `Err` of the whole call is fatal and stops the pipeline; a record that cannot be
+    /// written is reported in its outcome instead, so Conduit's dead-letter queue decides.
+    async fn write(&self, records: Vec<Record>) -> Result<Vec<WriteOutcome>, BoxError>;
+
+    async fn teardown(&mut self) -> Result<(), BoxError>;
+
+    async fn lifecycle_on_created(&mut self, _config: &RawConfig) -> Result<(), BoxError> {
+        Ok(())
+    }
+
+    async fn lifecycle_on_updated(
+        &mut self,
+        _before: &RawConfig,
+        _after: &RawConfig,
+    ) -> Result<(), BoxError> {
+        Ok(())
+    }
+
+    async fn lifecycle_on_deleted(&mut self, _config: &RawConfig) -> Result<(), BoxError> {
+        Ok(())
+    }
+}

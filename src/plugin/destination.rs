@@ -1,0 +1,239 @@
+//! `connector.v2.DestinationPlugin`: drives a [`Destination`] over the protocol.
+//!
+//! Every record is acked exactly once, in the order received. Stop(last_position) returns
+//! once the record with that position has been acked (or the Run stream has ended).
+
+use std::pin::Pin;
+use std::sync::{Arc, Mutex as StdMutex};
+use std::time::Duration;
+
+use futures::Stream;
+use tokio::sync::{mpsc, watch, RwLock};
+use tokio::task::JoinHandle;
+use tonic::{Request, Response, Status, Streaming};
+
+use super::connector::{error_chain, Destination};
+use super::status::{internal, invalid_argument};
+use crate::proto::connector::v2::destination;
+use crate::proto::connector::v2::destination::run::response::Ack;
+use crate::proto::connector::v2::destination_plugin_server::DestinationPlugin;
+
+const STOP_TIMEOUT: Duration = Duration::from_secs(60);
+
+type Shared = Arc<RwLock<Box<dyn Destination>>>;
+type AckStream = Pin<Box<dyn Stream<Item = Result<destination::run::Response, Status>> + Send>>;
+
+/// Progress of the current Run stream, watched by Stop.
+#[derive(Debug, Clone, Default, PartialEq)]
+struct Progress {
+    last_acked: Option<Vec<u8>>,
+    ended: bool,
+}
+
+pub struct DestinationService {
+    connector: Shared,
+    run: StdMutex<Option<(JoinHandle<()>, watch::Receiver<Progress>)>>,
+}
+
+impl DestinationService {
+    pub fn new(connector: Box<dyn Destination>) -> Self {
+        DestinationService {
+            connector: Arc::new(RwLock::new(connector)),
+            run: StdMutex::new(None),
+        }
+    }
+}
+
+#[tonic::async_trait]
+impl DestinationPlugin for DestinationService {
+    async fn configure(
+        &self,
+        request: Request<destination::configure::Request>,
+    ) -> Result<Response<destination::configure::Response>, Status> {
+        let config = request.into_inner().config;
+        self.connector
+            .write()
+            .await
+            .configure(&config)
+            .await
+            .map_err(|e| invalid_argument(&e))?;
+        Ok(Response::new(destination::configure::Response {}))
+    }
+
+    async fn open(
+        &self,
+        _request: Request<destination::open::Request>,
+    ) -> Result<Response<destination::open::Response>, Status> {
+        self.connector
+            .write()
+            .await
+            .open()
+            .await
+            .map_err(|e| internal(&e))?;
+        Ok(Response::new(destination::open::Response {}))
+    }
+
+    type RunStream = AckStream;
+
+    async fn run(
+        &self,
+        request: Request<Streaming<destination::run::Request>>,
+    ) -> Result<Response<Self::RunStream>, Status> {
+        let mut inbound = request.into_inner();
+        let (tx, rx) = mpsc::channel::<Result<destination::run::Response, Status>>(16);
+        let (progress_tx, progress_rx) = watch::channel(Progress::default());
+        let connector = self.connector.clone();
+
+        let task = tokio::spawn(async move {
+            loop {
+                let records = match inbound.message().await {
+                    Ok(Some(request)) => request.records,
+                    Ok(None) | Err(_) => break,
+                };
+                if records.is_empty() {
+                    continue;
+                }
+                let positions: Vec<Vec<u8>> = records.iter().map(|r| r.position.clone()).collect();
+                let outcome = connector.read().await.write(records).await;
+                let acks = match outcome {
+                    Ok(outcomes) if outcomes.len() == positions.len() => positions
+                        .into_iter()
+                        .zip(outcomes)
+                        .map(|(position, outcome)| Ack {
+                            position,
+                            error: outcome.err().unwrap_or_default(),
+                        })
+                        .collect::<Vec<_>>(),
+                    Ok(outcomes) => {
+                        let message = format!(
+                            "internal error: the destination reported {} outcomes for {} records",
+                            outcomes.len(),
+                            positions.len()
+                        );
+                        let _ = tx.send(Err(Status::internal(message))).await;
+                        break;
+                    }
+                    Err(error) => {
+                        tracing::error!(error = %error_chain(error.as_ref()), "write failed");
+                        let _ = tx.send(Err(internal(&error))).await;
+                        break;
+                    }
+                };
+                let last = acks.last().map(|a| a.position.clone());
+                if tx
+                    .send(Ok(destination::run::Response { acks }))
+                    .await
+                    .is_err()
+                {
+                    break;
+                }
+                progress_tx.send_modify(|p| p.last_acked = last);
+            }
+            progress_tx.send_modify(|p| p.ended = true);
+        });
+
+        let previous = self
+            .run
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .replace((task, progress_rx));
+        if let Some((old, _)) = previous {
+            old.abort();
+        }
+        Ok(Response::new(Box::pin(
+            tokio_stream::wrappers::ReceiverStream::new(rx),
+        )))
+    }
+
+    async fn stop(
+        &self,
+        request: Request<destination::stop::Request>,
+    ) -> Result<Response<destination::stop::Response>, Status> {
+        let last_position = request.into_inner().last_position;
+        let progress = self
+            .run
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_ref()
+            .map(|(_, progress)| progress.clone());
+        let (Some(mut progress), false) = (progress, last_position.is_empty()) else {
+            return Ok(Response::new(destination::stop::Response {}));
+        };
+        let reached = tokio::time::timeout(
+            STOP_TIMEOUT,
+            progress
+                .wait_for(|p| p.ended || p.last_acked.as_deref() == Some(last_position.as_slice())),
+        )
+        .await;
+        match reached {
+            Ok(_) => Ok(Response::new(destination::stop::Response {})),
+            Err(_) => Err(Status::deadline_exceeded(
+                "the destination did not write the last record within 60s of Stop",
+            )),
+        }
+    }
+
+    async fn teardown(
+        &self,
+        _request: Request<destination::teardown::Request>,
+    ) -> Result<Response<destination::teardown::Response>, Status> {
+        if let Some((task, _)) = self.run.lock().unwrap_or_else(|e| e.into_inner()).take() {
+            task.abort();
+        }
+        self.connector
+            .write()
+            .await
+            .teardown()
+            .await
+            .map_err(|e| internal(&e))?;
+        Ok(Response::new(destination::teardown::Response {}))
+    }
+
+    async fn lifecycle_on_created(
+        &self,
+        request: Request<destination::lifecycle::on_created::Request>,
+    ) -> Result<Response<destination::lifecycle::on_created::Response>, Status> {
+        let config = request.into_inner().config;
+        self.connector
+            .write()
+            .await
+            .lifecycle_on_created(&config)
+            .await
+            .map_err(|e| internal(&e))?;
+        Ok(Response::new(
+            destination::lifecycle::on_created::Response {},
+        ))
+    }
+
+    async fn lifecycle_on_updated(
+        &self,
+        request: Request<destination::lifecycle::on_updated::Request>,
+    ) -> Result<Response<destination::lifecycle::on_updated::Response>, Status> {
+        let request = request.into_inner();
+        self.connector
+            .write()
+            .await
+            .lifecycle_on_updated(&request.config_before, &request.config_after)
+            .await
+            .map_err(|e| internal(&e))?;
+        Ok(Response::new(
+            destination::lifecycle::on_updated::Response {},
+        ))
+    }
+
+    async fn lifecycle_on_deleted(
+        &self,
+        request: Request<destination::lifecycle::on_deleted::Request>,
+    ) -> Result<Response<destination::lifecycle::on_deleted::Response>, Status> {
+        let config = request.into_inner().config;
+        self.connector
+            .write()
+            .await
+            .lifecycle_on_deleted(&config)
+            .await
+            .map_err(|e| internal(&e))?;
+        Ok(Response::new(
+            destination::lifecycle::on_deleted::Response {},
+        ))
+    }
+}

@@ -1,0 +1,149 @@
+//! Process-level plugin serving: environment checks, listener, handshake line, shutdown.
+
+use std::io::Write;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tonic::transport::Server;
+
+use super::connector::{Destination, Source};
+use super::destination::DestinationService;
+use super::env::{PluginEnv, APP_PROTOCOL_VERSION, CORE_PROTOCOL_VERSION};
+use super::hostservices::{Broker, Controller, Stdio};
+use super::source::SourceService;
+use crate::proto::connector::v2::destination_plugin_server::DestinationPluginServer;
+use crate::proto::connector::v2::source_plugin_server::SourcePluginServer;
+use crate::proto::connector::v2::specifier::specify;
+use crate::proto::connector::v2::specifier_plugin_server::{
+    SpecifierPlugin, SpecifierPluginServer,
+};
+use crate::proto::connector::v2::Specification;
+use crate::proto::plugin::grpc_broker_server::GrpcBrokerServer;
+use crate::proto::plugin::grpc_controller_server::GrpcControllerServer;
+use crate::proto::plugin::grpc_stdio_server::GrpcStdioServer;
+
+/// How long in-flight calls may finish after Shutdown before the process exits anyway.
+/// go-plugin kills the process 2 s after asking it to stop.
+const SHUTDOWN_GRACE: Duration = Duration::from_millis(300);
+
+/// Creates the connector instance for this process.
+pub type Factory<T> = Box<dyn Fn(&PluginEnv) -> Box<T> + Send + Sync>;
+
+/// What a connector plugin consists of.
+pub struct Plugin {
+    pub specification: Specification,
+    pub new_source: Factory<dyn Source>,
+    pub new_destination: Factory<dyn Destination>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error(transparent)]
+    Handshake(#[from] super::env::HandshakeError),
+    #[error("could not listen on 127.0.0.1: {0}")]
+    Listen(std::io::Error),
+    #[error("could not write the handshake line to stdout: {0}")]
+    Stdout(std::io::Error),
+    #[error("gRPC server failed: {0}")]
+    Server(#[from] tonic::transport::Error),
+}
+
+struct Specifier(Specification);
+
+#[tonic::async_trait]
+impl SpecifierPlugin for Specifier {
+    async fn specify(
+        &self,
+        _request: tonic::Request<specify::Request>,
+    ) -> Result<tonic::Response<specify::Response>, tonic::Status> {
+        Ok(tonic::Response::new(specify::Response {
+            specification: Some(self.0.clone()),
+        }))
+    }
+}
+
+/// Runs the plugin until the host asks it to shut down. Returns an error before printing the
+/// handshake when the process was not started by a compatible host.
+pub async fn serve(plugin: Plugin) -> Result<(), ServeError> {
+    let env = PluginEnv::from_process()?;
+    super::logging::init(env.log_level);
+    ignore_interrupts();
+
+    let listener = TcpListener::bind(("127.0.0.1", 0))
+        .await
+        .map_err(ServeError::Listen)?;
+    let address = listener.local_addr().map_err(ServeError::Listen)?;
+    tracing::debug!(
+        connector_id = env.connector_id.as_deref().unwrap_or(""),
+        has_token = env.has_token(),
+        max_receive_record_size = env.max_receive_record_size,
+        "plugin starting"
+    );
+
+    let (shutdown, shutdown_requested) = watch::channel(false);
+    let max = env.max_receive_record_size;
+    let (health_reporter, health_service) = tonic_health::server::health_reporter();
+    health_reporter
+        .set_service_status("plugin", tonic_health::ServingStatus::Serving)
+        .await;
+
+    let router = Server::builder()
+        .add_service(health_service)
+        .add_service(GrpcControllerServer::new(Controller { shutdown }))
+        .add_service(GrpcStdioServer::new(Stdio))
+        .add_service(GrpcBrokerServer::new(Broker))
+        .add_service(SpecifierPluginServer::new(Specifier(
+            plugin.specification.clone(),
+        )))
+        .add_service(
+            SourcePluginServer::new(SourceService::new((plugin.new_source)(&env)))
+                .max_decoding_message_size(max),
+        )
+        .add_service(
+            DestinationPluginServer::new(DestinationService::new((plugin.new_destination)(&env)))
+                .max_decoding_message_size(max),
+        );
+
+    let mut server_stop = shutdown_requested.clone();
+    let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+    let server = tokio::spawn(router.serve_with_incoming_shutdown(incoming, async move {
+        let _ = server_stop.wait_for(|requested| *requested).await;
+    }));
+
+    write_handshake(address).map_err(ServeError::Stdout)?;
+
+    let mut requested = shutdown_requested;
+    let _ = requested.wait_for(|requested| *requested).await;
+    match tokio::time::timeout(SHUTDOWN_GRACE, server).await {
+        Ok(Ok(result)) => result?,
+        Ok(Err(join_error)) => tracing::warn!(error = %join_error, "server task ended abnormally"),
+        Err(_) => tracing::debug!("open streams did not close in time; exiting anyway"),
+    }
+    Ok(())
+}
+
+/// The one and only line this process writes to stdout.
+fn write_handshake(address: std::net::SocketAddr) -> std::io::Result<()> {
+    let mut stdout = std::io::stdout().lock();
+    writeln!(
+        stdout,
+        "{CORE_PROTOCOL_VERSION}|{APP_PROTOCOL_VERSION}|tcp|{address}|grpc"
+    )?;
+    stdout.flush()
+}
+
+/// Ctrl-C in a terminal reaches the whole process group; Conduit drains pipelines on it and
+/// then shuts plugins down itself, so the plugin must survive the signal.
+fn ignore_interrupts() {
+    match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt()) {
+        Ok(mut interrupts) => {
+            tokio::spawn(async move {
+                while interrupts.recv().await.is_some() {
+                    tracing::debug!("ignoring SIGINT; Conduit stops the plugin itself");
+                }
+            });
+        }
+        Err(error) => tracing::warn!(%error, "could not install a SIGINT handler"),
+    }
+}
