@@ -3,7 +3,7 @@
 use aws_sdk_kinesis::Client;
 
 use crate::connection::{Connection, LifecycleError};
-use crate::plugin::{BoxError, Destination, RawConfig, Record, WriteOutcome};
+use crate::plugin::{BoxError, Destination, RawConfig, Record, WriteFuture, WriteOutcome};
 
 #[derive(Default)]
 pub struct KinesisDestination {
@@ -32,10 +32,10 @@ impl Destination for KinesisDestination {
         Ok(())
     }
 
-    async fn write(&self, records: Vec<Record>) -> Result<Vec<WriteOutcome>, BoxError> {
+    fn write(&self, records: Vec<Record>) -> WriteFuture {
         // Writing lands with the destination issue. Until then every record is nacked, never
         // acked unwritten, so Conduit's dead-letter queue keeps it.
-        Ok(records
+        let outcomes: Vec<WriteOutcome> = records
             .iter()
             .map(|_| {
                 Err(
@@ -43,7 +43,8 @@ impl Destination for KinesisDestination {
                         .to_string(),
                 )
             })
-            .collect())
+            .collect();
+        Box::pin(async move { Ok(outcomes) })
     }
 
     async fn teardown(&mut self) -> Result<(), BoxError> {

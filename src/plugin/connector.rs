@@ -3,6 +3,8 @@
 //! Conduit protocol and knows nothing about what a connector reads or writes.
 
 use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
 
 use async_trait::async_trait;
 
@@ -75,6 +77,12 @@ pub trait Source: Send + Sync + 'static {
 /// The outcome for one record: `Ok` acks it, `Err(reason)` nacks it with that reason.
 pub type WriteOutcome = Result<(), String>;
 
+/// Resolves when a handed-over group of records is written: one outcome per record, in order.
+/// An `Err` of the whole future is fatal and stops the pipeline; a record that cannot be
+/// written is reported in its outcome instead, so Conduit's dead-letter queue decides.
+pub type WriteFuture =
+    Pin<Box<dyn Future<Output = Result<Vec<WriteOutcome>, BoxError>> + Send + 'static>>;
+
 /// A destination writes records and reports an outcome for each, in order.
 #[async_trait]
 pub trait Destination: Send + Sync + 'static {
@@ -82,10 +90,10 @@ pub trait Destination: Send + Sync + 'static {
 
     async fn open(&mut self) -> Result<(), BoxError>;
 
-    /// Writes the records and returns exactly one outcome per record, in the same order.
-    /// An `Err` of the whole call is fatal and stops the pipeline; a record that cannot be
-    /// written is reported in its outcome instead, so Conduit's dead-letter queue decides.
-    async fn write(&self, records: Vec<Record>) -> Result<Vec<WriteOutcome>, BoxError>;
+    /// Hands records over for writing. They count as handed over when this returns, in call
+    /// order, so a destination can keep per-key order while several groups are in flight. The
+    /// runtime awaits the futures in call order and acks accordingly.
+    fn write(&self, records: Vec<Record>) -> WriteFuture;
 
     async fn teardown(&mut self) -> Result<(), BoxError>;
 

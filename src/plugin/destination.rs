@@ -12,13 +12,15 @@ use tokio::sync::{mpsc, watch, RwLock};
 use tokio::task::JoinHandle;
 use tonic::{Request, Response, Status, Streaming};
 
-use super::connector::{error_chain, Destination};
+use super::connector::{error_chain, Destination, WriteFuture};
 use super::status::{internal, invalid_argument};
 use crate::proto::connector::v2::destination;
 use crate::proto::connector::v2::destination::run::response::Ack;
 use crate::proto::connector::v2::destination_plugin_server::DestinationPlugin;
 
 const STOP_TIMEOUT: Duration = Duration::from_secs(60);
+/// Groups handed to the destination and not yet acked, before Run stops reading from Conduit.
+const MAX_PENDING_GROUPS: usize = 4096;
 
 type Shared = Arc<RwLock<Box<dyn Destination>>>;
 type AckStream = Pin<Box<dyn Stream<Item = Result<destination::run::Response, Status>> + Send>>;
@@ -32,7 +34,20 @@ struct Progress {
 
 pub struct DestinationService {
     connector: Shared,
-    run: StdMutex<Option<(JoinHandle<()>, watch::Receiver<Progress>)>>,
+    run: StdMutex<Option<RunState>>,
+}
+
+struct RunState {
+    receiver: JoinHandle<()>,
+    acker: JoinHandle<()>,
+    progress: watch::Receiver<Progress>,
+}
+
+impl RunState {
+    fn abort(self) {
+        self.receiver.abort();
+        self.acker.abort();
+    }
 }
 
 impl DestinationService {
@@ -82,20 +97,30 @@ impl DestinationPlugin for DestinationService {
         let mut inbound = request.into_inner();
         let (tx, rx) = mpsc::channel::<Result<destination::run::Response, Status>>(16);
         let (progress_tx, progress_rx) = watch::channel(Progress::default());
+        let (pending_tx, mut pending_rx) =
+            mpsc::channel::<(Vec<Vec<u8>>, WriteFuture)>(MAX_PENDING_GROUPS);
         let connector = self.connector.clone();
 
-        let task = tokio::spawn(async move {
-            loop {
-                let records = match inbound.message().await {
-                    Ok(Some(request)) => request.records,
-                    Ok(None) | Err(_) => break,
-                };
-                if records.is_empty() {
+        // Hands records to the destination as they arrive; the bounded queue of pending groups
+        // pushes back on Conduit (through HTTP/2 flow control) when writing falls behind.
+        let receiver = tokio::spawn(async move {
+            while let Ok(Some(request)) = inbound.message().await {
+                if request.records.is_empty() {
                     continue;
                 }
-                let positions: Vec<Vec<u8>> = records.iter().map(|r| r.position.clone()).collect();
-                let outcome = connector.read().await.write(records).await;
-                let acks = match outcome {
+                let positions: Vec<Vec<u8>> =
+                    request.records.iter().map(|r| r.position.clone()).collect();
+                let written = connector.read().await.write(request.records);
+                if pending_tx.send((positions, written)).await.is_err() {
+                    break;
+                }
+            }
+        });
+
+        // Acks each group in the order it was handed over.
+        let acker = tokio::spawn(async move {
+            while let Some((positions, written)) = pending_rx.recv().await {
+                let acks = match written.await {
                     Ok(outcomes) if outcomes.len() == positions.len() => positions
                         .into_iter()
                         .zip(outcomes)
@@ -136,8 +161,12 @@ impl DestinationPlugin for DestinationService {
             .run
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .replace((task, progress_rx));
-        if let Some((old, _)) = previous {
+            .replace(RunState {
+                receiver,
+                acker,
+                progress: progress_rx,
+            });
+        if let Some(old) = previous {
             old.abort();
         }
         Ok(Response::new(Box::pin(
@@ -155,7 +184,7 @@ impl DestinationPlugin for DestinationService {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .as_ref()
-            .map(|(_, progress)| progress.clone());
+            .map(|run| run.progress.clone());
         let (Some(mut progress), false) = (progress, last_position.is_empty()) else {
             return Ok(Response::new(destination::stop::Response {}));
         };
@@ -177,8 +206,8 @@ impl DestinationPlugin for DestinationService {
         &self,
         _request: Request<destination::teardown::Request>,
     ) -> Result<Response<destination::teardown::Response>, Status> {
-        if let Some((task, _)) = self.run.lock().unwrap_or_else(|e| e.into_inner()).take() {
-            task.abort();
+        if let Some(run) = self.run.lock().unwrap_or_else(|e| e.into_inner()).take() {
+            run.abort();
         }
         self.connector
             .write()

@@ -10,6 +10,7 @@ use time::macros::format_description;
 use tracing::field::{Field, Visit};
 use tracing::level_filters::LevelFilter;
 use tracing::{Event, Level, Subscriber};
+use tracing_subscriber::filter::Targets;
 use tracing_subscriber::layer::{Context, SubscriberExt};
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::Layer;
@@ -20,8 +21,28 @@ const TIMESTAMP: &[FormatItem<'static>] =
 /// Installs the JSON-lines logger on stderr as the global subscriber.
 pub fn init(level: LevelFilter) {
     let _ = tracing_subscriber::registry()
-        .with(JsonLines::new(std::io::stderr).with_filter(level))
+        .with(JsonLines::new(std::io::stderr).with_filter(filter(level)))
         .try_init();
+}
+
+/// The transport crates log every frame at debug and trace; only their warnings matter to a
+/// pipeline operator, whatever level the connector itself logs at.
+fn filter(level: LevelFilter) -> Targets {
+    const TRANSPORT: [&str; 8] = [
+        "h2",
+        "hyper",
+        "hyper_util",
+        "tower",
+        "tonic",
+        "rustls",
+        "aws_smithy_runtime",
+        "aws_smithy_http_client",
+    ];
+    let quiet = level.min(LevelFilter::WARN);
+    Targets::new()
+        .with_default(level)
+        .with_targets(TRANSPORT.map(|target| (target, quiet)))
+        .with_target("aws_config", level.min(LevelFilter::INFO))
 }
 
 /// A layer that writes one JSON object per event to the writer its factory returns.

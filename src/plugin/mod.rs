@@ -14,5 +14,5 @@ mod serve;
 mod source;
 mod status;
 
-pub use connector::{BoxError, Destination, RawConfig, Record, Source, WriteOutcome};
-pub use serve::{serve, Factory, Plugin, ServeError};
+pub use connector::{BoxError, Destination, RawConfig, Record, Source, WriteFuture, WriteOutcome};
+pub use serve::{serve, serve_on, Factory, Plugin, ServeError};

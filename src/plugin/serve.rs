@@ -81,21 +81,39 @@ pub async fn serve(plugin: Plugin) -> Result<(), ServeError> {
         "plugin starting"
     );
 
-    let (shutdown, shutdown_requested) = watch::channel(false);
+    let (shutdown, mut requested) = watch::channel(false);
+    let server = tokio::spawn(serve_on(listener, plugin, env, shutdown));
+    write_handshake(address).map_err(ServeError::Stdout)?;
+
+    let _ = requested.wait_for(|requested| *requested).await;
+    match tokio::time::timeout(SHUTDOWN_GRACE, server).await {
+        Ok(Ok(result)) => result?,
+        Ok(Err(join_error)) => tracing::warn!(error = %join_error, "server task ended abnormally"),
+        Err(_) => tracing::debug!("open streams did not close in time; exiting anyway"),
+    }
+    Ok(())
+}
+
+/// Serves every plugin service on `listener` until `shutdown` turns true, either through the
+/// host's Shutdown call or from the caller. Used in-process by tests.
+pub async fn serve_on(
+    listener: TcpListener,
+    plugin: Plugin,
+    env: PluginEnv,
+    shutdown: watch::Sender<bool>,
+) -> Result<(), tonic::transport::Error> {
     let max = env.max_receive_record_size;
     let (health_reporter, health_service) = tonic_health::server::health_reporter();
     health_reporter
         .set_service_status("plugin", tonic_health::ServingStatus::Serving)
         .await;
-
+    let mut stop = shutdown.subscribe();
     let router = Server::builder()
         .add_service(health_service)
         .add_service(GrpcControllerServer::new(Controller { shutdown }))
         .add_service(GrpcStdioServer::new(Stdio))
         .add_service(GrpcBrokerServer::new(Broker))
-        .add_service(SpecifierPluginServer::new(Specifier(
-            plugin.specification.clone(),
-        )))
+        .add_service(SpecifierPluginServer::new(Specifier(plugin.specification)))
         .add_service(
             SourcePluginServer::new(SourceService::new((plugin.new_source)(&env)))
                 .max_decoding_message_size(max),
@@ -104,23 +122,12 @@ pub async fn serve(plugin: Plugin) -> Result<(), ServeError> {
             DestinationPluginServer::new(DestinationService::new((plugin.new_destination)(&env)))
                 .max_decoding_message_size(max),
         );
-
-    let mut server_stop = shutdown_requested.clone();
     let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
-    let server = tokio::spawn(router.serve_with_incoming_shutdown(incoming, async move {
-        let _ = server_stop.wait_for(|requested| *requested).await;
-    }));
-
-    write_handshake(address).map_err(ServeError::Stdout)?;
-
-    let mut requested = shutdown_requested;
-    let _ = requested.wait_for(|requested| *requested).await;
-    match tokio::time::timeout(SHUTDOWN_GRACE, server).await {
-        Ok(Ok(result)) => result?,
-        Ok(Err(join_error)) => tracing::warn!(error = %join_error, "server task ended abnormally"),
-        Err(_) => tracing::debug!("open streams did not close in time; exiting anyway"),
-    }
-    Ok(())
+    router
+        .serve_with_incoming_shutdown(incoming, async move {
+            let _ = stop.wait_for(|requested| *requested).await;
+        })
+        .await
 }
 
 /// The one and only line this process writes to stdout.

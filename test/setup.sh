@@ -1,0 +1,107 @@
+#!/usr/bin/env bash
+# Prepares everything the integration tests need. Idempotent; callable from any
+# working directory. Prints one line per step on success.
+#
+#   1. kinesis-local (npm, pinned in test/kinesis-local/package-lock.json)
+#   2. .tools/bin/goplugin-host (Go; launches the plugin through hashicorp/go-plugin
+#      exactly like Conduit v0.19.0 does)
+#   3. .tools/bin/conduit v0.19.0 (best effort: skipped with one line on stderr
+#      when the Go module proxy does not serve it)
+set -euo pipefail
+
+script_dir="$(cd -- "$(dirname -- "${BASH_SOURCE[0]}")" && pwd -P)"
+repo_root="$(cd -- "${script_dir}/.." && pwd -P)"
+tools_bin="${repo_root}/.tools/bin"
+conduit_version="v0.19.0"
+
+export AWS_EC2_METADATA_DISABLED=true
+export GOTOOLCHAIN="${GOTOOLCHAIN:-local}"
+
+say() { printf 'setup: %s\n' "$*"; }
+die() { printf 'setup: error: %s\n' "$*" >&2; exit 1; }
+
+need() {
+  command -v "$1" >/dev/null 2>&1 || die "'$1' not found on PATH ($2)"
+}
+
+need node "needed to run kinesis-local"
+need npm "needed to install kinesis-local"
+need go "needed to build test/goplugin-host"
+need openssl "needed by the tests to make a TLS certificate for kinesis-local"
+
+mkdir -p "${tools_bin}"
+
+# --- 1. kinesis-local --------------------------------------------------------
+kl_dir="${repo_root}/test/kinesis-local"
+kl_pkg="${kl_dir}/node_modules/kinesis-local/package.json"
+kl_hidden_lock="${kl_dir}/node_modules/.package-lock.json"
+want_kl="$(node -e 'process.stdout.write(require(process.argv[1]).dependencies["kinesis-local"])' "${kl_dir}/package.json")"
+
+kl_stale=0
+if [[ ! -f "${kl_pkg}" || ! -f "${kl_hidden_lock}" ]]; then
+  kl_stale=1
+elif [[ "${kl_dir}/package-lock.json" -nt "${kl_hidden_lock}" || "${kl_dir}/package.json" -nt "${kl_hidden_lock}" ]]; then
+  kl_stale=1
+else
+  have_kl="$(node -e 'process.stdout.write(require(process.argv[1]).version)' "${kl_pkg}")"
+  [[ "${have_kl}" == "${want_kl}" ]] || kl_stale=1
+fi
+
+if [[ "${kl_stale}" == 1 ]]; then
+  if ! npm_out="$(cd "${kl_dir}" && npm ci --no-audit --no-fund --loglevel=error 2>&1)"; then
+    printf '%s\n' "${npm_out}" >&2
+    die "npm ci in test/kinesis-local failed"
+  fi
+  # npm ci keeps the mtime of files it did not touch; make the staleness check
+  # above see this install as newer than the lock file.
+  touch "${kl_hidden_lock}"
+  say "kinesis-local ${want_kl} installed (npm ci in test/kinesis-local)"
+else
+  say "kinesis-local ${want_kl} up to date"
+fi
+
+# --- 2. goplugin-host --------------------------------------------------------
+host_dir="${repo_root}/test/goplugin-host"
+host_bin="${tools_bin}/goplugin-host"
+
+host_stale=0
+if [[ ! -x "${host_bin}" ]]; then
+  host_stale=1
+elif [[ -n "$(find "${host_dir}" -type f \( -name '*.go' -o -name go.mod -o -name go.sum \) -newer "${host_bin}" -print -quit)" ]]; then
+  host_stale=1
+fi
+
+if [[ "${host_stale}" == 1 ]]; then
+  if ! go_out="$(cd "${host_dir}" && go build -mod=readonly -o "${host_bin}.tmp" . 2>&1)"; then
+    printf '%s\n' "${go_out}" >&2
+    rm -f "${host_bin}.tmp"
+    die "building test/goplugin-host failed"
+  fi
+  mv -f "${host_bin}.tmp" "${host_bin}"
+  say "goplugin-host built (.tools/bin/goplugin-host)"
+else
+  say "goplugin-host up to date"
+fi
+
+# --- 3. conduit (best effort) ------------------------------------------------
+conduit_bin="${tools_bin}/conduit"
+if [[ -x "${conduit_bin}" ]]; then
+  say "conduit present (.tools/bin/conduit)"
+else
+  install_cmd=(go install "github.com/conduitio/conduit/cmd/conduit@${conduit_version}")
+  if command -v timeout >/dev/null 2>&1; then
+    install_cmd=(timeout 900 "${install_cmd[@]}")
+  fi
+  if conduit_out="$(GOBIN="${tools_bin}" GOFLAGS= "${install_cmd[@]}" 2>&1)"; then
+    say "conduit ${conduit_version} installed (.tools/bin/conduit)"
+  else
+    rc=$?
+    # go prints e.g. "go: <mod>@<ver>: reading <url>: 403 Forbidden" plus an
+    # indented "server response: ..." line; fold that into one line.
+    reason="$(printf '%s\n' "${conduit_out}" | sed -e 's/^[[:space:]]*//' -e '/^$/d' | tail -n 5 | paste -sd ';' - | sed -e 's/;/; /g')"
+    [[ -n "${reason}" ]] || reason="go install exited with status ${rc}"
+    [[ "${rc}" != 124 ]] || reason="go install timed out"
+    printf 'conduit %s could not be installed from the Go module proxy: %s; end-to-end tests with the real Conduit will be skipped\n' \
+      "${conduit_version}" "${reason}" >&2
+  fi
+fi

@@ -1,0 +1,42 @@
+//! Helpers shared by the integration tests (`mod support;` from a file in `tests/`).
+//!
+//! * [`kinesis_local`]: a throw-away kinesis-local server (kinesis-mock) on loopback.
+//! * [`goplugin_host`]: runs the plugin binary through `.tools/bin/goplugin-host`, which
+//!   launches it with hashicorp/go-plugin exactly like Conduit v0.19.0 does.
+//!
+//! Both need `test/setup.sh` (or `make test`) to have run first.
+#![allow(dead_code)]
+
+pub mod goplugin_host;
+pub mod kinesis_local;
+pub mod plugin;
+
+use std::net::TcpListener;
+use std::path::PathBuf;
+
+/// Root of the repository (the crate's manifest directory).
+pub fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// The connector plugin binary cargo built for this test run.
+pub fn plugin_binary() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_conduit-connector-kinesis"))
+}
+
+/// A currently free TCP port on 127.0.0.1 (bound, then released; racy by nature).
+pub fn free_port() -> u16 {
+    free_ports::<1>()[0]
+}
+
+/// `N` distinct free TCP ports on 127.0.0.1: all are bound at the same time, then released.
+pub fn free_ports<const N: usize>() -> [u16; N] {
+    let listeners: Vec<TcpListener> = (0..N)
+        .map(|_| TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0"))
+        .collect();
+    let mut ports = [0u16; N];
+    for (port, listener) in ports.iter_mut().zip(&listeners) {
+        *port = listener.local_addr().expect("local_addr").port();
+    }
+    ports
+}
