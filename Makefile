@@ -1,0 +1,44 @@
+# Everything a fresh machine needs beyond the Rust, Go and Node toolchains is installed by
+# test/setup.sh (kinesis-local from npm, the go-plugin host peer, Conduit when available).
+
+CARGO ?= cargo
+export AWS_EC2_METADATA_DISABLED := true
+
+.PHONY: all build release setup test test-unit test-integration generate lint fmt clean
+
+all: build
+
+build:
+	$(CARGO) build
+
+release:
+	$(CARGO) build --release
+
+setup:
+	bash test/setup.sh
+
+## test: unit tests, protocol harness, go-plugin host tests and integration tests
+test: setup
+	$(CARGO) test --all-targets
+
+## test-unit: tests that need no server
+test-unit:
+	$(CARGO) test --lib --bins
+
+## test-integration: tests that start kinesis-local, the go-plugin host or Conduit
+test-integration: setup
+	$(CARGO) test --tests
+
+## generate: rewrite connector.yaml and the README parameter tables from src/spec.rs
+generate:
+	UPDATE_GENERATED=1 $(CARGO) test --test generated_files
+
+lint:
+	$(CARGO) fmt --check
+	$(CARGO) clippy --all-targets -- -D warnings
+
+fmt:
+	$(CARGO) fmt
+
+clean:
+	$(CARGO) clean
