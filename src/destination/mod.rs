@@ -1,5 +1,7 @@
 //! The Kinesis destination.
 
+pub mod template;
+
 use aws_sdk_kinesis::Client;
 
 use crate::connection::{Connection, LifecycleError};
