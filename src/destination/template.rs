@@ -184,9 +184,7 @@ pub fn proto_value_to_json(value: &prost_types::Value) -> Value {
     use prost_types::value::Kind;
     match &value.kind {
         None | Some(Kind::NullValue(_)) => Value::Null,
-        Some(Kind::NumberValue(n)) => serde_json::Number::from_f64(*n)
-            .map(Value::Number)
-            .unwrap_or(Value::Null),
+        Some(Kind::NumberValue(n)) => number_to_json(*n),
         Some(Kind::StringValue(s)) => Value::from(s.as_str()),
         Some(Kind::BoolValue(b)) => Value::from(*b),
         Some(Kind::StructValue(s)) => struct_to_json(s),
