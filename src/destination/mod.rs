@@ -1,5 +1,8 @@
 //! The Kinesis destination.
 
+pub mod batch;
+pub mod key;
+pub mod retry;
 pub mod template;
 
 use aws_sdk_kinesis::Client;

@@ -1,0 +1,258 @@
+//! Assembling PutRecords batches within Kinesis limits. Pure logic, no I/O.
+
+use std::collections::HashSet;
+
+/// Kinesis limits for one PutRecords call.
+pub const MAX_ENTRIES: usize = 500;
+pub const MAX_REQUEST_BYTES: usize = 5 * 1024 * 1024;
+
+/// What the batcher needs to know about an entry.
+pub trait BatchEntry {
+    fn stream(&self) -> &str;
+    fn partition_key(&self) -> &str;
+    /// Bytes counted against the request limit: data plus partition key.
+    fn size(&self) -> usize;
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BatchLimits {
+    pub max_entries: usize,
+    pub max_bytes: usize,
+    /// At most one entry per partition key in a call, so a failed entry is never overtaken by
+    /// a later entry of its key within the same call.
+    pub strict_ordering: bool,
+}
+
+impl Default for BatchLimits {
+    fn default() -> Self {
+        BatchLimits {
+            max_entries: MAX_ENTRIES,
+            max_bytes: MAX_REQUEST_BYTES,
+            strict_ordering: true,
+        }
+    }
+}
+
+/// What happened to an offered entry.
+#[derive(Debug, PartialEq)]
+pub enum Offer<E> {
+    Added,
+    /// Belongs to a later call: another stream, or a key already in this call (strict
+    /// ordering) or already deferred (so its order is kept). Later entries may still join.
+    Deferred(E),
+    /// The call is full; this entry and everything after it wait for the next call.
+    Full(E),
+}
+
+/// One PutRecords call in the making.
+#[derive(Debug)]
+pub struct Batch<E> {
+    limits: BatchLimits,
+    entries: Vec<E>,
+    bytes: usize,
+    stream: Option<String>,
+    keys: HashSet<String>,
+    blocked: HashSet<(String, String)>,
+}
+
+impl<E: BatchEntry> Batch<E> {
+    pub fn new(limits: BatchLimits) -> Self {
+        Batch {
+            limits,
+            entries: Vec::new(),
+            bytes: 0,
+            stream: None,
+            keys: HashSet::new(),
+            blocked: HashSet::new(),
+        }
+    }
+
+    pub fn offer(&mut self, entry: E) -> Offer<E> {
+        let block = (entry.stream().to_string(), entry.partition_key().to_string());
+        if self.blocked.contains(&block) {
+            return Offer::Deferred(entry);
+        }
+        let other_stream = self.stream.as_deref().is_some_and(|s| s != entry.stream());
+        let repeated_key = self.limits.strict_ordering && self.keys.contains(entry.partition_key());
+        if other_stream || repeated_key {
+            self.blocked.insert(block);
+            return Offer::Deferred(entry);
+        }
+        let full = self.entries.len() >= self.limits.max_entries
+            || (!self.entries.is_empty() && self.bytes + entry.size() > self.limits.max_bytes);
+        if full {
+            return Offer::Full(entry);
+        }
+        if self.stream.is_none() {
+            self.stream = Some(entry.stream().to_string());
+        }
+        if self.limits.strict_ordering {
+            self.keys.insert(entry.partition_key().to_string());
+        }
+        self.bytes += entry.size();
+        self.entries.push(entry);
+        Offer::Added
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    pub fn is_full(&self) -> bool {
+        self.entries.len() >= self.limits.max_entries || self.bytes >= self.limits.max_bytes
+    }
+
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub fn bytes(&self) -> usize {
+        self.bytes
+    }
+
+    pub fn stream(&self) -> Option<&str> {
+        self.stream.as_deref()
+    }
+
+    pub fn into_entries(self) -> Vec<E> {
+        self.entries
+    }
+}
+
+/// Splits a sequence of entries into calls, in order, as a lane would if all of them were
+/// waiting at once. Used by tests and benchmarks to reason about batching.
+pub fn plan<E: BatchEntry>(entries: Vec<E>, limits: BatchLimits) -> Vec<Vec<E>> {
+    let mut calls = Vec::new();
+    let mut waiting: std::collections::VecDeque<E> = entries.into();
+    while !waiting.is_empty() {
+        let mut batch = Batch::new(limits);
+        let mut later = std::collections::VecDeque::new();
+        let mut stopped = false;
+        while let Some(entry) = waiting.pop_front() {
+            if stopped {
+                later.push_back(entry);
+                continue;
+            }
+            match batch.offer(entry) {
+                Offer::Added => {}
+                Offer::Deferred(entry) => later.push_back(entry),
+                Offer::Full(entry) => {
+                    later.push_back(entry);
+                    stopped = true;
+                }
+            }
+        }
+        calls.push(batch.into_entries());
+        waiting = later;
+    }
+    calls
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, Clone, PartialEq)]
+    struct E {
+        stream: &'static str,
+        key: String,
+        size: usize,
+        id: usize,
+    }
+
+    impl BatchEntry for E {
+        fn stream(&self) -> &str {
+            self.stream
+        }
+        fn partition_key(&self) -> &str {
+            &self.key
+        }
+        fn size(&self) -> usize {
+            self.size
+        }
+    }
+
+    fn entries(n: usize, size: usize) -> Vec<E> {
+        (0..n)
+            .map(|id| E {
+                stream: "s",
+                key: format!("k{id}"),
+                size,
+                id,
+            })
+            .collect()
+    }
+
+    fn ids(calls: &[Vec<E>]) -> Vec<Vec<usize>> {
+        calls.iter().map(|c| c.iter().map(|e| e.id).collect()).collect()
+    }
+
+    #[test]
+    fn splits_at_500_entries() {
+        let calls = plan(entries(1001, 10), BatchLimits::default());
+        assert_eq!(calls.iter().map(Vec::len).collect::<Vec<_>>(), vec![500, 500, 1]);
+        let calls = plan(entries(500, 10), BatchLimits::default());
+        assert_eq!(calls.len(), 1);
+    }
+
+    #[test]
+    fn splits_at_five_mebibytes_including_the_edge() {
+        // Exactly 5 MiB fits in one call.
+        let calls = plan(entries(5, 1024 * 1024), BatchLimits::default());
+        assert_eq!(calls.iter().map(Vec::len).collect::<Vec<_>>(), vec![5]);
+        // One byte more needs a second call.
+        let mut six = entries(5, 1024 * 1024);
+        six[4].size += 1;
+        let calls = plan(six, BatchLimits::default());
+        assert_eq!(calls.iter().map(Vec::len).collect::<Vec<_>>(), vec![4, 1]);
+        for call in &calls {
+            assert!(call.iter().map(|e| e.size).sum::<usize>() <= MAX_REQUEST_BYTES);
+        }
+    }
+
+    #[test]
+    fn an_entry_larger_than_the_limit_still_goes_alone() {
+        // Oversized records are rejected before batching; the batcher never loops on one.
+        let calls = plan(entries(2, MAX_REQUEST_BYTES + 1), BatchLimits::default());
+        assert_eq!(calls.iter().map(Vec::len).collect::<Vec<_>>(), vec![1, 1]);
+    }
+
+    #[test]
+    fn strict_ordering_puts_one_entry_per_key_per_call_and_keeps_order() {
+        let mut list = entries(4, 10);
+        list[2].key = "k0".into(); // ids 0 and 2 share a key
+        list[3].key = "k0".into(); // and 3
+        let calls = plan(list.clone(), BatchLimits::default());
+        assert_eq!(ids(&calls), vec![vec![0, 1], vec![2], vec![3]]);
+        let relaxed = BatchLimits {
+            strict_ordering: false,
+            ..BatchLimits::default()
+        };
+        assert_eq!(ids(&plan(list, relaxed)), vec![vec![0, 1, 2, 3]]);
+    }
+
+    #[test]
+    fn deferred_keys_keep_their_order_behind_a_full_call() {
+        let mut list = entries(4, 10);
+        list[1].key = "k0".into();
+        list[3].key = "k0".into();
+        let limits = BatchLimits {
+            max_entries: 2,
+            ..BatchLimits::default()
+        };
+        let calls = plan(list, limits);
+        // 1 and 3 share key k0 with 0; 3 must never come before 1.
+        let flat: Vec<usize> = ids(&calls).concat();
+        let pos = |id| flat.iter().position(|&x| x == id).unwrap();
+        assert!(pos(0) < pos(1) && pos(1) < pos(3));
+        assert!(calls.iter().all(|c| c.len() <= 2));
+    }
+
+    #[test]
+    fn one_stream_per_call() {
+        let mut list = entries(3, 10);
+        list[1].stream = "other";
+        let calls = plan(list, BatchLimits::default());
+        assert_eq!(ids(&calls), vec![vec![0, 2], vec![1]]);
+    }
+}
