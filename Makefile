@@ -4,7 +4,7 @@
 CARGO ?= cargo
 export AWS_EC2_METADATA_DISABLED := true
 
-.PHONY: all build release setup test test-unit test-integration generate lint fmt clean
+.PHONY: all build release setup test test-unit test-integration generate lint fmt clean bench
 
 all: build
 
@@ -32,6 +32,11 @@ test-integration: setup
 ## generate: rewrite connector.yaml and the README parameter tables from src/spec.rs
 generate:
 	UPDATE_GENERATED=1 $(CARGO) test --test generated_files
+
+## bench: destination benchmark (release build): throughput, CPU per record and peak RSS of
+## the plugin against an in-process bench endpoint, a direct AWS SDK baseline and kinesis-local
+bench: setup
+	$(CARGO) bench --bench destination
 
 lint:
 	$(CARGO) fmt --check

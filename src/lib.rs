@@ -18,7 +18,7 @@ pub mod spec;
 pub fn plugin() -> plugin::Plugin {
     plugin::Plugin {
         specification: spec::specification(),
-        new_source: Box::new(|_env| Box::new(source::KinesisSource::default())),
-        new_destination: Box::new(|_env| Box::new(destination::KinesisDestination::default())),
+        new_source: Box::new(|env| Box::new(source::KinesisSource::new(env))),
+        new_destination: Box::new(|env| Box::new(destination::KinesisDestination::new(env))),
     }
 }

@@ -124,7 +124,150 @@ fn stream_params() -> Vec<Param> {
 }
 
 pub static SOURCE_PARAMS: LazyLock<Vec<Param>> =
-    LazyLock::new(|| [stream_params(), aws_params()].concat());
+    LazyLock::new(|| [stream_params(), source_read_params(), aws_params()].concat());
+
+// Source-only parameter names. startFromLatest is the Go connector's.
+pub const START_FROM_LATEST: &str = "startFromLatest";
+pub const START_POSITION: &str = "startPosition";
+pub const START_TIMESTAMP: &str = "startTimestamp";
+pub const READ_MODE: &str = "readMode";
+pub const CONSUMER_NAME: &str = "consumerName";
+pub const CONSUMER_ARN: &str = "consumerARN";
+pub const CONSUMER_DEREGISTER_ON_DELETE: &str = "consumer.deregisterOnDelete";
+pub const POLLING_INTERVAL: &str = "polling.interval";
+pub const POLLING_LIMIT: &str = "polling.limit";
+pub const SHARD_DISCOVERY_INTERVAL: &str = "shardDiscoveryInterval";
+pub const SUBSCRIPTION_RENEW_AFTER: &str = "subscription.renewAfter";
+pub const SUBSCRIPTION_IDLE_TIMEOUT: &str = "subscription.idleTimeout";
+pub const DEAGGREGATE: &str = "deaggregate";
+pub const UNWRAP_OPENCDC: &str = "unwrapOpenCDC";
+pub const BUFFER_SIZE: &str = "bufferSize";
+pub const CONSUMER_NAME_PATTERN: &str = "^[a-zA-Z0-9_.-]{1,128}$";
+pub const CONSUMER_ARN_PATTERN: &str =
+    "^arn:aws[a-z-]*:kinesis:[a-z0-9-]+:[0-9]{12}:stream/[a-zA-Z0-9_.-]{1,128}/consumer/[a-zA-Z0-9_.-]{1,128}:[0-9]{1,20}$";
+
+fn source_read_params() -> Vec<Param> {
+    vec![
+        Param::new(
+            START_FROM_LATEST,
+            ParamType::Bool,
+            "On the first start, read only records written from now on (same as startPosition=latest). \
+             A restarted pipeline always resumes from its saved position.",
+        )
+        .default("false"),
+        Param::new(
+            START_POSITION,
+            ParamType::String,
+            "Where the first start reads from: `trim_horizon` (the oldest record kept), `latest` (only new \
+             records) or `at_timestamp` (records written at or after startTimestamp). Shards created later \
+             are always read from their start.",
+        )
+        .default("trim_horizon")
+        .validations(&[Validation::Inclusion(&["trim_horizon", "latest", "at_timestamp"])]),
+        Param::new(
+            START_TIMESTAMP,
+            ParamType::String,
+            "RFC 3339 time for startPosition=at_timestamp, e.g. 2026-11-01T00:00:00Z.",
+        ),
+        Param::new(
+            READ_MODE,
+            ParamType::String,
+            "`fanout`: enhanced fan-out (SubscribeToShard through a registered consumer, 2 MiB/s per shard \
+             for this connector alone). `polling`: GetRecords, sharing the shard's 2 MiB/s with other \
+             polling readers, no consumer needed.",
+        )
+        .default("fanout")
+        .validations(&[Validation::Inclusion(&["fanout", "polling"])]),
+        Param::new(
+            CONSUMER_NAME,
+            ParamType::String,
+            "Enhanced fan-out consumer to use or register. Empty derives a stable name from the Conduit \
+             connector ID, so restarts reuse the same consumer.",
+        )
+        .validations(&[Validation::Regex(CONSUMER_NAME_PATTERN)]),
+        Param::new(
+            CONSUMER_ARN,
+            ParamType::String,
+            "ARN of an existing consumer to use as it is (never registered or deregistered by the connector).",
+        )
+        .validations(&[Validation::Regex(CONSUMER_ARN_PATTERN)]),
+        Param::new(
+            CONSUMER_DEREGISTER_ON_DELETE,
+            ParamType::Bool,
+            "Deregister the consumer when the connector is deleted from Conduit (only a consumer chosen by \
+             name, never one given by consumerARN).",
+        )
+        .default("true"),
+        Param::new(
+            POLLING_INTERVAL,
+            ParamType::Duration,
+            "polling mode: wait between GetRecords calls on a shard that had nothing new (at least 200ms, \
+             Kinesis allows 5 calls per second per shard).",
+        )
+        .default("1s"),
+        Param::new(
+            POLLING_LIMIT,
+            ParamType::Int,
+            "polling mode: most records per GetRecords call.",
+        )
+        .default("1000")
+        .validations(&[Validation::GreaterThan(0.0), Validation::LessThan(10001.0)]),
+        Param::new(
+            SHARD_DISCOVERY_INTERVAL,
+            ParamType::Duration,
+            "How often the shard list is refreshed to find new shards after resharding (also refreshed \
+             when a shard ends).",
+        )
+        .default("30s"),
+        Param::new(
+            SUBSCRIPTION_RENEW_AFTER,
+            ParamType::Duration,
+            "fanout mode: renew each shard subscription after this long, before Kinesis ends it at 5 minutes.",
+        )
+        .default("4m30s"),
+        Param::new(
+            SUBSCRIPTION_IDLE_TIMEOUT,
+            ParamType::Duration,
+            "fanout mode: resubscribe when a subscription delivers no event at all for this long (Kinesis \
+             sends one at least every few seconds, even without records).",
+        )
+        .default("30s"),
+        Param::new(
+            DEAGGREGATE,
+            ParamType::Bool,
+            "Split records aggregated by the Kinesis Producer Library into their user records.",
+        )
+        .default("true"),
+        Param::new(
+            UNWRAP_OPENCDC,
+            ParamType::Bool,
+            "Records whose data is an OpenCDC JSON record (as this connector's destination writes by \
+             default) become that record again: operation, metadata, key and payload as they were.",
+        )
+        .default("false"),
+        Param::new(
+            BUFFER_SIZE,
+            ParamType::Int,
+            "Most records read ahead of Conduit. When Conduit is slower than Kinesis, reading pauses \
+             instead of buffering more.",
+        )
+        .default("10000")
+        .validations(&[Validation::GreaterThan(0.0)]),
+        Param::new(
+            SDK_BATCH_SIZE,
+            ParamType::Int,
+            "Most records per batch sent to Conduit. 0 sends what is buffered (up to 1000) at once.",
+        )
+        .default("0")
+        .validations(&[Validation::GreaterThan(-1.0)]),
+        Param::new(
+            SDK_BATCH_DELAY,
+            ParamType::Duration,
+            "How long a batch may wait to fill up to sdk.batch.size. 0 sends what is there.",
+        )
+        .default("0"),
+    ]
+}
 
 pub static DESTINATION_PARAMS: LazyLock<Vec<Param>> = LazyLock::new(|| {
     [

@@ -105,3 +105,29 @@ else
       "${conduit_version}" "${reason}" >&2
   fi
 fi
+
+# --- 4. KPL aggregation helper (Python venv) ---------------------------------
+# tests/deaggregate_kpl.rs aggregates records with PyPI's aws-kinesis-agg (an independent
+# implementation of the KPL format) through test/kpl/aggregate.py. Installed into
+# .tools/kpl-venv; reinstalled when test/kpl/requirements.txt changes.
+need python3 "needed to create the virtualenv for test/kpl/aggregate.py"
+kpl_req="${repo_root}/test/kpl/requirements.txt"
+kpl_venv="${repo_root}/.tools/kpl-venv"
+kpl_stamp="${kpl_venv}/.installed-requirements.txt"
+
+if [[ -x "${kpl_venv}/bin/python" && -f "${kpl_stamp}" ]] && cmp -s "${kpl_req}" "${kpl_stamp}" \
+  && "${kpl_venv}/bin/python" -c 'import aws_kinesis_agg.aggregator' >/dev/null 2>&1; then
+  say "kpl venv up to date (.tools/kpl-venv)"
+else
+  rm -rf "${kpl_venv}"
+  if ! venv_out="$(python3 -m venv "${kpl_venv}" 2>&1)"; then
+    printf '%s\n' "${venv_out}" >&2
+    die "python3 -m venv .tools/kpl-venv failed (is the python3 venv module installed?)"
+  fi
+  if ! pip_out="$("${kpl_venv}/bin/python" -m pip install --disable-pip-version-check --quiet -r "${kpl_req}" 2>&1)"; then
+    printf '%s\n' "${pip_out}" >&2
+    die "pip install -r test/kpl/requirements.txt failed"
+  fi
+  cp "${kpl_req}" "${kpl_stamp}"
+  say "kpl venv installed (.tools/kpl-venv from test/kpl/requirements.txt)"
+fi

@@ -147,6 +147,22 @@ pub async fn describe_stream(
     })
 }
 
+/// Checks that the endpoint answers and accepts the credentials (ListStreams, one result),
+/// for destinations whose streams are only known per record.
+pub async fn check_access(client: &Client, endpoint: &str) -> Result<(), AwsError> {
+    let stream = StreamRef {
+        name: "(any)".into(),
+        arn: None,
+    };
+    client
+        .list_streams()
+        .limit(1)
+        .send()
+        .await
+        .map(|_| ())
+        .map_err(|e| classify(e, "ListStreams", &stream, client, endpoint))
+}
+
 /// The endpoint requests go to, for messages.
 pub fn describe_endpoint(settings: &AwsSettings, client: &Client) -> String {
     match &settings.endpoint_url {
@@ -206,7 +222,8 @@ where
             message: error.message().unwrap_or_default().to_string(),
         },
         _ if is_credentials_failure(&detail) => AwsError::NoCredentials {
-            detail: first_line(&detail),
+            // The provider chain lists why each provider failed on lines of their own.
+            detail: cause_chain(&error),
         },
         (SdkError::DispatchFailure(_) | SdkError::TimeoutError(_), _) => AwsError::Unreachable {
             endpoint: endpoint.to_string(),
@@ -229,6 +246,26 @@ fn is_credentials_failure(detail: &str) -> bool {
             || lower.contains("could not load credentials")
             || lower.contains("an error occurred while loading credentials")
             || lower.contains("the credential provider was not enabled"))
+}
+
+/// The error and its causes as one line (`a: b: c`), without the `Debug` dump that
+/// `DisplayErrorContext` appends; lines inside a message are joined with "; ".
+fn cause_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    let mut out = String::with_capacity(text.len());
+    for line in text.lines().map(str::trim).filter(|l| !l.is_empty()) {
+        if !out.is_empty() {
+            out.push_str(if out.ends_with(':') { " " } else { "; " });
+        }
+        out.push_str(line);
+    }
+    out
 }
 
 fn first_line(text: &str) -> String {

@@ -68,7 +68,10 @@ impl<E: BatchEntry> Batch<E> {
     }
 
     pub fn offer(&mut self, entry: E) -> Offer<E> {
-        let block = (entry.stream().to_string(), entry.partition_key().to_string());
+        let block = (
+            entry.stream().to_string(),
+            entry.partition_key().to_string(),
+        );
         if self.blocked.contains(&block) {
             return Offer::Deferred(entry);
         }
@@ -184,13 +187,19 @@ mod tests {
     }
 
     fn ids(calls: &[Vec<E>]) -> Vec<Vec<usize>> {
-        calls.iter().map(|c| c.iter().map(|e| e.id).collect()).collect()
+        calls
+            .iter()
+            .map(|c| c.iter().map(|e| e.id).collect())
+            .collect()
     }
 
     #[test]
     fn splits_at_500_entries() {
         let calls = plan(entries(1001, 10), BatchLimits::default());
-        assert_eq!(calls.iter().map(Vec::len).collect::<Vec<_>>(), vec![500, 500, 1]);
+        assert_eq!(
+            calls.iter().map(Vec::len).collect::<Vec<_>>(),
+            vec![500, 500, 1]
+        );
         let calls = plan(entries(500, 10), BatchLimits::default());
         assert_eq!(calls.len(), 1);
     }

@@ -14,7 +14,7 @@ pub const MAX_PARTITION_KEY_UNITS: usize = 256;
 /// How a record's partition key is chosen, in order of precedence.
 #[derive(Debug, Clone)]
 pub enum KeyStrategy {
-    Template(RecordTemplate),
+    Template(Box<RecordTemplate>),
     Fields(Vec<String>),
     RecordKey,
 }
@@ -274,7 +274,10 @@ mod tests {
     fn template_keys_are_trimmed() {
         let t = RecordTemplate::compile("{{Key}}{{Key}}").unwrap();
         let r = record_with(raw("é".repeat(200).as_bytes()), None);
-        let key = KeyStrategy::Template(t).derive(&r).unwrap().unwrap();
+        let key = KeyStrategy::Template(Box::new(t))
+            .derive(&r)
+            .unwrap()
+            .unwrap();
         assert_eq!(key.chars().count(), 256);
     }
 

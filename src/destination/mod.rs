@@ -1,19 +1,62 @@
-//! The Kinesis destination.
+//! The Kinesis destination: writes records with PutRecords within Kinesis limits, retrying
+//! only failed entries, keyed and routed as configured. See [`writer`] for the pipeline.
 
 pub mod batch;
+pub mod format;
 pub mod key;
+pub mod rate;
 pub mod retry;
+pub mod schema;
+pub mod settings;
 pub mod template;
+pub mod writer;
 
+use std::sync::Arc;
+
+use aws_sdk_kinesis::config::retry::RetryConfig;
 use aws_sdk_kinesis::Client;
 
-use crate::connection::{Connection, LifecycleError};
-use crate::plugin::{BoxError, Destination, RawConfig, Record, WriteFuture, WriteOutcome};
+use crate::aws;
+use crate::connection::LifecycleError;
+use crate::plugin::env::PluginEnv;
+use crate::plugin::{BoxError, Destination, RawConfig, Record, WriteFuture};
+use batch::BatchLimits;
+use format::RecordFormat;
+use schema::SchemaDecoder;
+use settings::{DestinationSettings, StreamTarget};
+use writer::{Decode, Encode, StreamInfo, Writer, WriterConfig};
 
-#[derive(Default)]
 pub struct KinesisDestination {
-    connection: Option<Connection>,
-    client: Option<Client>,
+    utilities_target: Option<String>,
+    token: Option<String>,
+    configured: Option<(DestinationSettings, RecordFormat)>,
+    writer: Option<Writer>,
+}
+
+impl KinesisDestination {
+    pub fn new(env: &PluginEnv) -> Self {
+        KinesisDestination {
+            utilities_target: env.utilities_target.clone(),
+            token: env.token().map(str::to_string),
+            configured: None,
+            writer: None,
+        }
+    }
+}
+
+impl Encode for RecordFormat {
+    fn encode(&self, record: &Record) -> Result<Vec<u8>, String> {
+        RecordFormat::encode(self, record).map_err(|e| e.to_string())
+    }
+}
+
+#[async_trait::async_trait]
+impl Decode for SchemaDecoder {
+    async fn decode(&self, record: &mut Record) -> Result<(), String> {
+        SchemaDecoder::decode(self, record)
+            .await
+            .map_err(|e| e.to_string())
+    }
 }
 
 #[async_trait::async_trait]
@@ -21,39 +64,115 @@ impl Destination for KinesisDestination {
     async fn configure(&mut self, config: &RawConfig) -> Result<(), BoxError> {
         let values = crate::config::validate(crate::spec::destination_params(), config)
             .map_err(LifecycleError::Config)?;
-        let connection = Connection::from_values(&values).map_err(LifecycleError::Config)?;
-        tracing::debug!(?connection, "destination configured");
-        self.connection = Some(connection);
+        let settings = DestinationSettings::from_values(&values).map_err(LifecycleError::Config)?;
+        let format = RecordFormat::from_settings(&settings.format, &settings.format_options)
+            .map_err(LifecycleError::Config)?;
+        tracing::debug!(?settings, "destination configured");
+        self.configured = Some((settings, format));
         Ok(())
     }
 
     async fn open(&mut self) -> Result<(), BoxError> {
-        let connection = self
-            .connection
-            .as_ref()
+        let (settings, format) = self
+            .configured
+            .take()
             .ok_or(LifecycleError::NotConfigured("Open"))?;
-        let (client, _summary) = connection.open().await.map_err(LifecycleError::Aws)?;
-        self.client = Some(client);
+        let client = aws::kinesis_client(&settings.aws)
+            .await
+            .map_err(LifecycleError::Aws)?;
+        let endpoint = aws::describe_endpoint(&settings.aws, &client);
+        let mut known = Vec::new();
+        match &settings.target {
+            StreamTarget::Fixed(stream) => match aws::describe_stream(&client, stream, &endpoint)
+                .await
+            {
+                Ok(summary) => {
+                    tracing::info!(stream = %summary.name, status = %summary.status, open_shards = summary.open_shards, %endpoint, "destination connected");
+                    let info = StreamInfo {
+                        max_record_size: settings
+                            .max_record_size
+                            .or(summary
+                                .max_record_size_kib
+                                .filter(|&k| k > 0)
+                                .map(|k| k as usize * 1024))
+                            .unwrap_or(writer::DEFAULT_MAX_RECORD_SIZE),
+                    };
+                    known.push((stream.clone(), info));
+                }
+                // Created on first use.
+                Err(aws::AwsError::StreamNotFound { .. }) if settings.auto_create.is_some() => {}
+                Err(e) => return Err(LifecycleError::Aws(e).into()),
+            },
+            // The streams are only known per record; check that the account is reachable.
+            StreamTarget::Template(_) | StreamTarget::Collection => {
+                aws::check_access(&client, &endpoint)
+                    .await
+                    .map_err(LifecycleError::Aws)?;
+            }
+        }
+        // The writer retries by entry itself; SDK-level retries would multiply the attempts.
+        let write_client = Client::from_conf(
+            client
+                .config()
+                .to_builder()
+                .retry_config(RetryConfig::disabled())
+                .build(),
+        );
+        let decoder: Option<Arc<dyn Decode>> =
+            (settings.decode_payload_schema || settings.decode_key_schema).then(|| {
+                Arc::new(SchemaDecoder::new(
+                    self.utilities_target.clone(),
+                    self.token.clone(),
+                    settings.decode_payload_schema,
+                    settings.decode_key_schema,
+                )) as Arc<dyn Decode>
+            });
+        let config = WriterConfig {
+            target: settings.target.clone(),
+            partition_key: settings.partition_key.clone(),
+            explicit_hash_key: settings.explicit_hash_key.clone(),
+            encoder: Arc::new(format),
+            decoder,
+            auto_create: settings.auto_create,
+            max_record_size: settings.max_record_size,
+            concurrency: settings.concurrency,
+            limits: BatchLimits {
+                max_entries: settings.batch_size,
+                strict_ordering: settings.strict_ordering,
+                ..BatchLimits::default()
+            },
+            batch_delay: settings.batch_delay,
+            retry: settings.retry,
+            rate: rate::RateLimiter::new(settings.rate_per_second, settings.rate_burst),
+        };
+        self.writer = Some(Writer::start(write_client, config, known));
         Ok(())
     }
 
     fn write(&self, records: Vec<Record>) -> WriteFuture {
-        // Writing lands with the destination issue. Until then every record is nacked, never
-        // acked unwritten, so Conduit's dead-letter queue keeps it.
-        let outcomes: Vec<WriteOutcome> = records
-            .iter()
-            .map(|_| {
-                Err(
-                    "the kinesis destination does not write records in this version yet"
-                        .to_string(),
-                )
-            })
-            .collect();
-        Box::pin(async move { Ok(outcomes) })
+        let Some(writer) = &self.writer else {
+            let count = records.len();
+            return Box::pin(async move {
+                Ok(vec![
+                    Err("the destination was not opened".to_string());
+                    count
+                ])
+            });
+        };
+        let receivers = writer.submit(records);
+        Box::pin(async move {
+            let mut outcomes = Vec::with_capacity(receivers.len());
+            for receiver in receivers {
+                outcomes.push(receiver.await.unwrap_or_else(|_| {
+                    Err("the destination stopped before writing the record".into())
+                }));
+            }
+            Ok(outcomes)
+        })
     }
 
     async fn teardown(&mut self) -> Result<(), BoxError> {
-        self.client = None;
+        self.writer = None;
         Ok(())
     }
 }

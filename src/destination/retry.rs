@@ -144,7 +144,10 @@ mod tests {
         for attempt in 1..8 {
             let wait = policy.backoff(attempt);
             let ceiling = policy.backoff_ceiling(attempt);
-            assert!(wait >= ceiling / 2 && wait <= ceiling, "{wait:?} vs {ceiling:?}");
+            assert!(
+                wait >= ceiling / 2 && wait <= ceiling,
+                "{wait:?} vs {ceiling:?}"
+            );
         }
         assert!(policy.may_retry(4));
         assert!(!policy.may_retry(5));
@@ -155,10 +158,16 @@ mod tests {
         assert_eq!(entry_verdict(None, None), EntryVerdict::Written);
         assert_eq!(entry_verdict(Some(""), None), EntryVerdict::Written);
         assert!(matches!(
-            entry_verdict(Some("ProvisionedThroughputExceededException"), Some("Rate exceeded")),
+            entry_verdict(
+                Some("ProvisionedThroughputExceededException"),
+                Some("Rate exceeded")
+            ),
             EntryVerdict::Retry { .. }
         ));
-        assert!(matches!(entry_verdict(Some("InternalFailure"), None), EntryVerdict::Retry { .. }));
+        assert!(matches!(
+            entry_verdict(Some("InternalFailure"), None),
+            EntryVerdict::Retry { .. }
+        ));
         assert_eq!(
             entry_verdict(Some("KMSAccessDeniedException"), Some("no")),
             EntryVerdict::Reject {
@@ -170,18 +179,33 @@ mod tests {
 
     #[test]
     fn call_verdicts() {
-        assert_eq!(call_verdict(CallFailure::Transport, None), CallVerdict::RetryAll);
         assert_eq!(
-            call_verdict(CallFailure::Service { status: 400 }, Some("ProvisionedThroughputExceededException")),
+            call_verdict(CallFailure::Transport, None),
             CallVerdict::RetryAll
         );
-        assert_eq!(call_verdict(CallFailure::Service { status: 503 }, None), CallVerdict::RetryAll);
         assert_eq!(
-            call_verdict(CallFailure::Service { status: 400 }, Some("ResourceNotFoundException")),
+            call_verdict(
+                CallFailure::Service { status: 400 },
+                Some("ProvisionedThroughputExceededException")
+            ),
+            CallVerdict::RetryAll
+        );
+        assert_eq!(
+            call_verdict(CallFailure::Service { status: 503 }, None),
+            CallVerdict::RetryAll
+        );
+        assert_eq!(
+            call_verdict(
+                CallFailure::Service { status: 400 },
+                Some("ResourceNotFoundException")
+            ),
             CallVerdict::StreamMissing
         );
         assert_eq!(
-            call_verdict(CallFailure::Service { status: 400 }, Some("ValidationException")),
+            call_verdict(
+                CallFailure::Service { status: 400 },
+                Some("ValidationException")
+            ),
             CallVerdict::RejectAll
         );
     }

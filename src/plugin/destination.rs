@@ -97,21 +97,31 @@ impl DestinationPlugin for DestinationService {
         let mut inbound = request.into_inner();
         let (tx, rx) = mpsc::channel::<Result<destination::run::Response, Status>>(16);
         let (progress_tx, progress_rx) = watch::channel(Progress::default());
+        // A failed inbound stream (e.g. a record over the receive size limit) travels through
+        // the same queue as an `Err`, so Conduit gets the acks before it and then that status.
         let (pending_tx, mut pending_rx) =
-            mpsc::channel::<(Vec<Vec<u8>>, WriteFuture)>(MAX_PENDING_GROUPS);
+            mpsc::channel::<Result<(Vec<Vec<u8>>, WriteFuture), Status>>(MAX_PENDING_GROUPS);
         let connector = self.connector.clone();
 
         // Hands records to the destination as they arrive; the bounded queue of pending groups
         // pushes back on Conduit (through HTTP/2 flow control) when writing falls behind.
         let receiver = tokio::spawn(async move {
-            while let Ok(Some(request)) = inbound.message().await {
+            loop {
+                let request = match inbound.message().await {
+                    Ok(Some(request)) => request,
+                    Ok(None) => break,
+                    Err(status) => {
+                        let _ = pending_tx.send(Err(status)).await;
+                        break;
+                    }
+                };
                 if request.records.is_empty() {
                     continue;
                 }
                 let positions: Vec<Vec<u8>> =
                     request.records.iter().map(|r| r.position.clone()).collect();
                 let written = connector.read().await.write(request.records);
-                if pending_tx.send((positions, written)).await.is_err() {
+                if pending_tx.send(Ok((positions, written))).await.is_err() {
                     break;
                 }
             }
@@ -119,7 +129,14 @@ impl DestinationPlugin for DestinationService {
 
         // Acks each group in the order it was handed over.
         let acker = tokio::spawn(async move {
-            while let Some((positions, written)) = pending_rx.recv().await {
+            while let Some(pending) = pending_rx.recv().await {
+                let (positions, written) = match pending {
+                    Ok(pending) => pending,
+                    Err(status) => {
+                        let _ = tx.send(Err(status)).await;
+                        break;
+                    }
+                };
                 let acks = match written.await {
                     Ok(outcomes) if outcomes.len() == positions.len() => positions
                         .into_iter()

@@ -40,7 +40,17 @@ pub struct PluginEnv {
     pub utilities_target: Option<String>,
     pub log_level: LevelFilter,
     pub max_receive_record_size: usize,
-    token_present: bool,
+    token: Option<ConnectorToken>,
+}
+
+/// `CONDUIT_CONNECTOR_TOKEN`; its Debug output never shows the value.
+#[derive(Clone)]
+struct ConnectorToken(String);
+
+impl std::fmt::Debug for ConnectorToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("<redacted>")
+    }
 }
 
 impl PluginEnv {
@@ -65,7 +75,7 @@ impl PluginEnv {
                 .and_then(|v| v.trim().parse::<usize>().ok())
                 .filter(|&v| v > 0)
                 .unwrap_or(DEFAULT_MAX_RECEIVE_RECORD_SIZE),
-            token_present: non_empty(CONNECTOR_TOKEN).is_some(),
+            token: non_empty(CONNECTOR_TOKEN).map(ConnectorToken),
         })
     }
 
@@ -74,7 +84,12 @@ impl PluginEnv {
     }
 
     pub fn has_token(&self) -> bool {
-        self.token_present
+        self.token.is_some()
+    }
+
+    /// `CONDUIT_CONNECTOR_TOKEN`, sent to Conduit's schema service. Keep it out of logs.
+    pub fn token(&self) -> Option<&str> {
+        self.token.as_ref().map(|t| t.0.as_str())
     }
 }
 
@@ -155,5 +170,24 @@ mod tests {
         .unwrap();
         assert_eq!(e.log_level, LevelFilter::WARN);
         assert_eq!(e.max_receive_record_size, 1024);
+    }
+
+    #[test]
+    fn token_is_available_but_not_debug_printed() {
+        let e = PluginEnv::from_lookup(env(&[
+            (MAGIC_COOKIE_KEY, MAGIC_COOKIE_VALUE),
+            (PROTOCOL_VERSIONS, "2"),
+            (
+                CONNECTOR_TOKEN,
+                r#"{"value":"secret-uuid","connector_id":"c"}"#,
+            ),
+        ]))
+        .unwrap();
+        assert!(e.has_token());
+        assert_eq!(
+            e.token(),
+            Some(r#"{"value":"secret-uuid","connector_id":"c"}"#)
+        );
+        assert!(!format!("{e:?}").contains("secret-uuid"));
     }
 }

@@ -105,7 +105,18 @@ impl SourcePlugin for SourceService {
         let stop_on_close = stop_tx.clone();
         let acker = tokio::spawn(async move {
             // Ends when Conduit closes or cancels the stream: nothing more will be acked or read.
-            while let Ok(Some(request)) = inbound.message().await {
+            loop {
+                let request = match inbound.message().await {
+                    Ok(Some(request)) => request,
+                    Ok(None) => break,
+                    Err(status) => {
+                        // E.g. an ack request over the receive size limit: report it instead of
+                        // ending the stream as if Conduit had closed it.
+                        let _ = stop_on_close.send(true);
+                        let _ = tx.send(Err(status)).await;
+                        break;
+                    }
+                };
                 if request.ack_positions.is_empty() {
                     continue;
                 }

@@ -1,52 +1,179 @@
-//! The Kinesis source.
+//! The Kinesis source: enhanced fan-out (or polling) reading with a position that covers
+//! every shard, following resharding. See [`engine`] for how the pieces fit.
+
+pub mod consumer;
+pub mod deaggregate;
+pub mod engine;
+pub mod lineage;
+pub mod position;
+pub mod reader;
+pub mod records;
+pub mod sequence;
+pub mod settings;
+pub mod shards;
 
 use aws_sdk_kinesis::Client;
-use tracing::info;
 
-use crate::connection::{Connection, LifecycleError};
+use crate::aws;
+use crate::connection::LifecycleError;
+use crate::plugin::env::PluginEnv;
 use crate::plugin::{BoxError, RawConfig, Record, Source};
+use engine::{Engine, EngineConfig};
+use position::Position;
+use reader::Mode;
+use settings::{derived_consumer_name, ConsumerChoice, ReadMode, SourceSettings};
 
-#[derive(Default)]
 pub struct KinesisSource {
-    connection: Option<Connection>,
-    client: Option<Client>,
+    connector_id: Option<String>,
+    settings: Option<SourceSettings>,
+    engine: Option<Engine>,
+}
+
+impl KinesisSource {
+    pub fn new(env: &PluginEnv) -> Self {
+        KinesisSource {
+            connector_id: env.connector_id.clone(),
+            settings: None,
+            engine: None,
+        }
+    }
+
+    fn parse(config: &RawConfig) -> Result<SourceSettings, LifecycleError> {
+        let values = crate::config::validate(crate::spec::source_params(), config)?;
+        Ok(SourceSettings::from_values(&values)?)
+    }
+
+    fn consumer_name(&self, name: &Option<String>) -> String {
+        name.clone()
+            .unwrap_or_else(|| derived_consumer_name(self.connector_id.as_deref()))
+    }
+}
+
+/// Source failures the user sees.
+#[derive(Debug, thiserror::Error)]
+pub enum SourceError {
+    #[error(transparent)]
+    Lifecycle(#[from] LifecycleError),
+    #[error("the saved position cannot be used: {0}")]
+    Position(#[from] position::PositionError),
+    #[error(transparent)]
+    Consumer(#[from] consumer::ConsumerError),
+    #[error("reading stopped: {0}")]
+    Read(String),
 }
 
 #[async_trait::async_trait]
 impl Source for KinesisSource {
     async fn configure(&mut self, config: &RawConfig) -> Result<(), BoxError> {
-        let values = crate::config::validate(crate::spec::source_params(), config)
-            .map_err(LifecycleError::Config)?;
-        let connection = Connection::from_values(&values).map_err(LifecycleError::Config)?;
-        tracing::debug!(?connection, "source configured");
-        self.connection = Some(connection);
+        let settings = Self::parse(config).map_err(SourceError::from)?;
+        tracing::debug!(?settings, "source configured");
+        self.settings = Some(settings);
         Ok(())
     }
 
     async fn open(&mut self, position: Option<Vec<u8>>) -> Result<(), BoxError> {
-        let connection = self
+        let settings = self
+            .settings
+            .clone()
+            .ok_or(LifecycleError::NotConfigured("Open"))
+            .map_err(SourceError::from)?;
+        let stream_name = settings.connection.stream.name.clone();
+        let position = match position {
+            Some(bytes) => {
+                Position::decode_for_stream(&bytes, &stream_name).map_err(SourceError::from)?
+            }
+            None => Position::new(stream_name.clone()),
+        };
+        let (client, summary) = settings
             .connection
-            .as_ref()
-            .ok_or(LifecycleError::NotConfigured("Open"))?;
-        let (client, summary) = connection.open().await.map_err(LifecycleError::Aws)?;
-        info!(stream = %summary.name, resuming = position.is_some(), "source opened");
-        self.client = Some(client);
+            .open()
+            .await
+            .map_err(|e| SourceError::from(LifecycleError::from(e)))?;
+        let mode = match &settings.mode {
+            ReadMode::Polling { interval, limit } => Mode::Polling {
+                interval: *interval,
+                limit: *limit,
+            },
+            ReadMode::FanOut(choice) => {
+                let consumer_arn = match choice {
+                    ConsumerChoice::Arn(arn) => arn.clone(),
+                    ConsumerChoice::Named(name) => {
+                        consumer::ensure(&client, &summary.arn, &self.consumer_name(name))
+                            .await
+                            .map_err(SourceError::from)?
+                    }
+                };
+                Mode::FanOut {
+                    consumer_arn,
+                    renew_after: settings.renew_after,
+                    idle_timeout: settings.idle_timeout,
+                }
+            }
+        };
+        tracing::info!(
+            stream = %stream_name,
+            resumed_shards = position.shards.len(),
+            mode = if matches!(mode, Mode::Polling { .. }) { "polling" } else { "fanout" },
+            "source opened"
+        );
+        self.engine = Some(Engine::start(
+            EngineConfig {
+                client,
+                stream: settings.connection.stream.clone(),
+                mode,
+                initial: settings.initial,
+                deaggregate: settings.deaggregate,
+                unwrap_opencdc: settings.unwrap_opencdc,
+                buffer_size: settings.buffer_size,
+                batch_size: settings.batch_size,
+                batch_delay: settings.batch_delay,
+                discovery_interval: settings.discovery_interval,
+            },
+            position,
+        ));
         Ok(())
     }
 
     async fn read(&self) -> Result<Vec<Record>, BoxError> {
-        // Reading lands with the enhanced fan-out issue; until then the source stays idle and
-        // never reports records it did not read.
-        futures::future::pending::<()>().await;
-        Ok(Vec::new())
+        match &self.engine {
+            Some(engine) => Ok(engine.read().await.map_err(SourceError::Read)?),
+            None => Err(SourceError::Read("the source was not opened".into()).into()),
+        }
     }
 
     async fn ack(&self, _positions: Vec<Vec<u8>>) -> Result<(), BoxError> {
+        // Positions are self-contained; Conduit persists the last acked one.
         Ok(())
     }
 
     async fn teardown(&mut self) -> Result<(), BoxError> {
-        self.client = None;
+        self.engine = None;
+        Ok(())
+    }
+
+    async fn lifecycle_on_deleted(&mut self, config: &RawConfig) -> Result<(), BoxError> {
+        let settings = Self::parse(config).map_err(SourceError::from)?;
+        let ReadMode::FanOut(ConsumerChoice::Named(name)) = &settings.mode else {
+            return Ok(());
+        };
+        if !settings.deregister_on_delete {
+            return Ok(());
+        }
+        let name = self.consumer_name(name);
+        let client: Client = aws::kinesis_client(&settings.connection.aws)
+            .await
+            .map_err(|e| SourceError::from(LifecycleError::from(e)))?;
+        let endpoint = aws::describe_endpoint(&settings.connection.aws, &client);
+        let summary =
+            match aws::describe_stream(&client, &settings.connection.stream, &endpoint).await {
+                Ok(summary) => summary,
+                // The stream is gone, and its consumers with it.
+                Err(aws::AwsError::StreamNotFound { .. }) => return Ok(()),
+                Err(e) => return Err(SourceError::from(LifecycleError::from(e)).into()),
+            };
+        consumer::deregister(&client, &summary.arn, &name)
+            .await
+            .map_err(SourceError::from)?;
         Ok(())
     }
 }

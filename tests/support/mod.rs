@@ -3,13 +3,19 @@
 //! * [`kinesis_local`]: a throw-away kinesis-local server (kinesis-mock) on loopback.
 //! * [`goplugin_host`]: runs the plugin binary through `.tools/bin/goplugin-host`, which
 //!   launches it with hashicorp/go-plugin exactly like Conduit v0.19.0 does.
+//! * [`capture_server`]: a loopback HTTP/1.1 server that records requests and answers canned
+//!   responses (fake AWS endpoints).
 //!
-//! Both need `test/setup.sh` (or `make test`) to have run first.
+//! The first two need `test/setup.sh` (or `make test`) to have run first.
 #![allow(dead_code)]
 
+pub mod capture_server;
+pub mod destination;
+pub mod fault_proxy;
 pub mod goplugin_host;
 pub mod kinesis_local;
 pub mod plugin;
+pub mod source;
 
 use std::net::TcpListener;
 use std::path::PathBuf;

@@ -4,6 +4,7 @@
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use conduit_connector_kinesis::proto::connector::v2::destination_plugin_client::DestinationPluginClient;
@@ -60,7 +61,25 @@ pub struct PluginProcess {
     pub child: Child,
     pub address: String,
     pub channel: Channel,
+    /// The first stdout line exactly as read, newline included.
+    pub handshake: String,
     stderr: Arc<Mutex<Vec<String>>>,
+    stderr_reader: Option<JoinHandle<()>>,
+    /// Everything the plugin wrote to stdout after the handshake line.
+    stdout_after: Arc<Mutex<String>>,
+    stdout_reader: Option<JoinHandle<()>>,
+}
+
+/// What [`PluginProcess::shutdown_report`] observed.
+#[derive(Debug)]
+pub struct ShutdownReport {
+    /// From the Shutdown call until the process had exited.
+    pub took: Duration,
+    pub status: std::process::ExitStatus,
+    /// Every stderr line the process wrote, read to the end.
+    pub stderr: Vec<String>,
+    /// Everything written to stdout after the handshake line, read to the end.
+    pub stdout_after_handshake: String,
 }
 
 impl PluginProcess {
@@ -84,22 +103,29 @@ impl PluginProcess {
         let stderr = child.stderr.take().unwrap();
         let stderr_lines = Arc::new(Mutex::new(Vec::new()));
         let sink = stderr_lines.clone();
-        std::thread::spawn(move || {
+        let stderr_reader = std::thread::spawn(move || {
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
                 sink.lock().unwrap().push(line);
             }
         });
+        let stdout_after = Arc::new(Mutex::new(String::new()));
+        let stdout_sink = stdout_after.clone();
         let (line_tx, line_rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
+        let stdout_reader = std::thread::spawn(move || {
             let mut reader = BufReader::new(stdout);
             let mut first = String::new();
             let _ = reader.read_line(&mut first);
             let _ = line_tx.send(first);
             // Anything after the handshake would be a protocol violation; keep it for asserts.
-            let mut rest = String::new();
-            let _ = std::io::Read::read_to_string(&mut reader, &mut rest);
-            if !rest.is_empty() {
-                eprintln!("plugin wrote to stdout after the handshake: {rest:?}");
+            let mut chunk = [0u8; 4096];
+            loop {
+                match std::io::Read::read(&mut reader, &mut chunk) {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => stdout_sink
+                        .lock()
+                        .unwrap()
+                        .push_str(&String::from_utf8_lossy(&chunk[..n])),
+                }
             }
         });
         let line = line_rx
@@ -123,7 +149,11 @@ impl PluginProcess {
             child,
             address,
             channel,
+            handshake: line,
             stderr: stderr_lines,
+            stderr_reader: Some(stderr_reader),
+            stdout_after,
+            stdout_reader: Some(stdout_reader),
         }
     }
 
@@ -159,22 +189,53 @@ impl PluginProcess {
         self.stderr.lock().unwrap().clone()
     }
 
+    /// Stdout written after the handshake line so far (must stay empty).
+    pub fn stdout_after_handshake(&self) -> String {
+        self.stdout_after.lock().unwrap().clone()
+    }
+
     /// Calls Shutdown like go-plugin's Kill and returns how long the process took to exit.
-    pub async fn shutdown(mut self) -> Duration {
+    /// Also asserts that the plugin wrote nothing to stdout after the handshake line.
+    pub async fn shutdown(self) -> Duration {
+        let report = self.shutdown_report().await;
+        assert_eq!(
+            report.stdout_after_handshake, "",
+            "plugin wrote to stdout after the handshake"
+        );
+        report.took
+    }
+
+    /// Calls Shutdown like go-plugin's Kill, waits (≤ 5 s) for the process to exit and reads
+    /// its stdout and stderr to the end.
+    pub async fn shutdown_report(mut self) -> ShutdownReport {
         let started = Instant::now();
         self.controller()
             .shutdown(conduit_connector_kinesis::proto::plugin::Empty {})
             .await
             .expect("Shutdown answers");
-        loop {
-            if self.child.try_wait().unwrap().is_some() {
-                return started.elapsed();
+        let status = loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                break status;
             }
             assert!(
                 started.elapsed() < Duration::from_secs(5),
                 "plugin still running 5s after Shutdown"
             );
             tokio::time::sleep(Duration::from_millis(5)).await;
+        };
+        let took = started.elapsed();
+        // The pipes close with the process (it has no children), so both readers end now.
+        for reader in [self.stdout_reader.take(), self.stderr_reader.take()]
+            .into_iter()
+            .flatten()
+        {
+            let _ = reader.join();
+        }
+        ShutdownReport {
+            took,
+            status,
+            stderr: self.stderr(),
+            stdout_after_handshake: self.stdout_after_handshake(),
         }
     }
 }

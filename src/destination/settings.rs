@@ -1,0 +1,350 @@
+//! Destination settings, parsed from validated parameters without I/O.
+
+use std::time::Duration;
+
+use super::key::KeyStrategy;
+use super::retry::RetryPolicy;
+use super::template::RecordTemplate;
+use crate::aws::settings::parse_stream_arn;
+use crate::aws::{AwsSettings, StreamRef};
+use crate::config::{ConfigError, Values};
+use crate::spec::*;
+
+/// Where each record goes.
+#[derive(Debug, Clone)]
+pub enum StreamTarget {
+    /// One stream for every record.
+    Fixed(StreamRef),
+    /// A template rendered per record; the result is a stream name, or an ARN when it starts
+    /// with `arn:`.
+    Template(RecordTemplate),
+    /// The record's `opencdc.collection` metadata names the stream.
+    Collection,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CreateMode {
+    OnDemand,
+    Provisioned { shards: i32 },
+}
+
+#[derive(Debug, Clone)]
+pub struct DestinationSettings {
+    pub aws: AwsSettings,
+    pub target: StreamTarget,
+    pub partition_key: KeyStrategy,
+    pub explicit_hash_key: Option<RecordTemplate>,
+    /// `None`: missing streams are an error.
+    pub auto_create: Option<CreateMode>,
+    /// Explicit override of the stream's record size limit, in bytes.
+    pub max_record_size: Option<usize>,
+    pub concurrency: usize,
+    pub strict_ordering: bool,
+    pub retry: RetryPolicy,
+    pub batch_size: usize,
+    pub batch_delay: Duration,
+    pub rate_per_second: f64,
+    pub rate_burst: i64,
+    pub format: String,
+    pub format_options: String,
+    pub decode_payload_schema: bool,
+    pub decode_key_schema: bool,
+}
+
+fn template(values: &Values, name: &str) -> Result<Option<RecordTemplate>, ConfigError> {
+    values
+        .str(name)
+        .map(|source| {
+            RecordTemplate::compile(source).map_err(|e| ConfigError::invalid(name, e.to_string()))
+        })
+        .transpose()
+}
+
+fn stream_target(values: &Values) -> Result<StreamTarget, ConfigError> {
+    let name = template(values, STREAM_NAME)?;
+    let arn = template(values, STREAM_ARN)?;
+    match (name, arn) {
+        (None, None) => Ok(StreamTarget::Collection),
+        (Some(name), None) if !name.is_literal() => Ok(StreamTarget::Template(name)),
+        (None, Some(arn)) if !arn.is_literal() => Ok(StreamTarget::Template(arn)),
+        (Some(name), Some(arn)) if !name.is_literal() || !arn.is_literal() => {
+            Err(ConfigError::invalid(
+                STREAM_NAME,
+                "set only one of streamName and streamARN when either is a template",
+            ))
+        }
+        // Both fixed: the shared rules (must agree, valid name and ARN) apply.
+        _ => {
+            let fixed = StreamRef::from_values(values)?;
+            check_stream_name(&fixed.name)?;
+            Ok(StreamTarget::Fixed(fixed))
+        }
+    }
+}
+
+fn check_stream_name(name: &str) -> Result<(), ConfigError> {
+    let valid = !name.is_empty()
+        && name.len() <= 128
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'.' || b == b'-');
+    if valid {
+        Ok(())
+    } else {
+        Err(ConfigError::invalid(
+            STREAM_NAME,
+            format!("{name:?} is not a Kinesis stream name (1 to 128 of a-z, A-Z, 0-9, _ . -)"),
+        ))
+    }
+}
+
+fn duration(values: &Values, name: &str) -> Result<Duration, ConfigError> {
+    values
+        .duration(name)
+        .unwrap_or(crate::config::gosyntax::GoDuration(0))
+        .to_std()
+        .ok_or_else(|| ConfigError::invalid(name, "must not be negative"))
+}
+
+impl DestinationSettings {
+    pub fn from_values(values: &Values) -> Result<Self, ConfigError> {
+        let mut errors = Vec::new();
+        let target = stream_target(values).map_err(|e| errors.push(e)).ok();
+        let arn_region = match &target {
+            Some(StreamTarget::Fixed(stream)) => stream.region(),
+            _ => None,
+        };
+        let aws = AwsSettings::from_values(values, arn_region.as_deref())
+            .map_err(|e| errors.push(e))
+            .ok();
+
+        let partition_key = match (
+            template(values, PARTITION_KEY_TEMPLATE),
+            values.str(PARTITION_KEY_FIELDS),
+        ) {
+            (Err(e), _) => {
+                errors.push(e);
+                None
+            }
+            (Ok(Some(t)), _) => Some(KeyStrategy::Template(Box::new(t))),
+            (Ok(None), Some(fields)) => {
+                let fields: Vec<String> = fields
+                    .split(',')
+                    .map(|f| f.trim().to_string())
+                    .filter(|f| !f.is_empty())
+                    .collect();
+                if fields.is_empty() {
+                    errors.push(ConfigError::invalid(
+                        PARTITION_KEY_FIELDS,
+                        "lists no field names",
+                    ));
+                }
+                Some(KeyStrategy::Fields(fields))
+            }
+            (Ok(None), None) => Some(KeyStrategy::RecordKey),
+        };
+        let explicit_hash_key = template(values, EXPLICIT_HASH_KEY_TEMPLATE)
+            .map_err(|e| errors.push(e))
+            .ok()
+            .flatten();
+
+        let auto_create = values.bool(AUTO_CREATE_STREAMS).unwrap_or(false).then(|| {
+            match values.str(AUTO_CREATE_MODE) {
+                Some("provisioned") => CreateMode::Provisioned {
+                    shards: values
+                        .int(AUTO_CREATE_SHARD_COUNT)
+                        .unwrap_or(1)
+                        .clamp(1, i32::MAX as i64) as i32,
+                },
+                _ => CreateMode::OnDemand,
+            }
+        });
+
+        let retry = RetryPolicy {
+            max_attempts: values
+                .int(RETRY_MAX_ATTEMPTS)
+                .unwrap_or(10)
+                .clamp(1, u32::MAX as i64) as u32,
+            initial_backoff: duration(values, RETRY_INITIAL_BACKOFF)
+                .map_err(|e| errors.push(e))
+                .unwrap_or_default(),
+            max_backoff: duration(values, RETRY_MAX_BACKOFF)
+                .map_err(|e| errors.push(e))
+                .unwrap_or_default(),
+        };
+        if retry.max_backoff < retry.initial_backoff {
+            errors.push(ConfigError::invalid(
+                RETRY_MAX_BACKOFF,
+                "must not be shorter than retry.initialBackoff",
+            ));
+        }
+        let batch_delay = duration(values, SDK_BATCH_DELAY)
+            .map_err(|e| errors.push(e))
+            .unwrap_or_default();
+
+        if let Some(e) = ConfigError::from_many(errors) {
+            return Err(e);
+        }
+        let batch_size = match values.int(SDK_BATCH_SIZE).unwrap_or(0) {
+            0 => MAX_PUT_RECORDS_ENTRIES as usize,
+            n => n as usize,
+        };
+        Ok(DestinationSettings {
+            aws: aws.expect("no errors"),
+            target: target.expect("no errors"),
+            partition_key: partition_key.expect("no errors"),
+            explicit_hash_key,
+            auto_create,
+            max_record_size: values
+                .int(MAX_RECORD_SIZE)
+                .filter(|&n| n > 0)
+                .map(|n| n as usize),
+            concurrency: values.int(CONCURRENCY).unwrap_or(4).max(1) as usize,
+            strict_ordering: values.bool(STRICT_ORDERING).unwrap_or(true),
+            retry,
+            batch_size,
+            batch_delay,
+            rate_per_second: values.float(SDK_RATE_PER_SECOND).unwrap_or(0.0),
+            rate_burst: values.int(SDK_RATE_BURST).unwrap_or(0),
+            format: values
+                .str(SDK_RECORD_FORMAT)
+                .unwrap_or("opencdc/json")
+                .to_string(),
+            format_options: values
+                .str(SDK_RECORD_FORMAT_OPTIONS)
+                .unwrap_or("")
+                .to_string(),
+            decode_payload_schema: values.bool(SDK_SCHEMA_EXTRACT_PAYLOAD).unwrap_or(true),
+            decode_key_schema: values.bool(SDK_SCHEMA_EXTRACT_KEY).unwrap_or(true),
+        })
+    }
+}
+
+/// Resolves a rendered stream reference (name or ARN) into a [`StreamRef`].
+pub fn stream_ref_from_rendered(rendered: &str) -> Result<StreamRef, String> {
+    let rendered = rendered.trim();
+    if rendered.starts_with("arn:") {
+        let parsed = parse_stream_arn(rendered).ok_or_else(|| {
+            format!("the stream template rendered {rendered:?}, which is not a Kinesis stream ARN")
+        })?;
+        return Ok(StreamRef {
+            name: parsed.name,
+            arn: Some(rendered.to_string()),
+        });
+    }
+    check_stream_name(rendered).map_err(|_| {
+        format!("the stream template rendered {rendered:?}, which is not a Kinesis stream name (1 to 128 of a-z, A-Z, 0-9, _ . -)")
+    })?;
+    Ok(StreamRef {
+        name: rendered.to_string(),
+        arn: None,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn settings(pairs: &[(&str, &str)]) -> Result<DestinationSettings, ConfigError> {
+        let raw: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let values = crate::config::validate(crate::spec::destination_params(), &raw)?;
+        DestinationSettings::from_values(&values)
+    }
+
+    #[test]
+    fn defaults() {
+        let s = settings(&[(STREAM_NAME, "orders")]).unwrap();
+        assert!(matches!(s.target, StreamTarget::Fixed(ref r) if r.name == "orders"));
+        assert!(matches!(s.partition_key, KeyStrategy::RecordKey));
+        assert_eq!(s.batch_size, 500);
+        assert_eq!(s.concurrency, 4);
+        assert!(s.strict_ordering);
+        assert_eq!(s.retry, RetryPolicy::default());
+        assert_eq!(s.format, "opencdc/json");
+        assert!(s.auto_create.is_none());
+    }
+
+    #[test]
+    fn routing_modes() {
+        assert!(matches!(
+            settings(&[]).unwrap().target,
+            StreamTarget::Collection
+        ));
+        let s = settings(&[(
+            STREAM_NAME,
+            "events-{{lookup Metadata \"opencdc.collection\"}}",
+        )])
+        .unwrap();
+        assert!(matches!(s.target, StreamTarget::Template(_)));
+        let err = settings(&[(STREAM_NAME, "bad name!")]).unwrap_err();
+        assert!(
+            err.to_string().contains("is not a Kinesis stream name"),
+            "{err}"
+        );
+        let err = settings(&[(STREAM_NAME, "{{ .Metadata.table }}")]).unwrap_err();
+        assert!(
+            err.to_string().contains("streamName") && err.to_string().contains("Handlebars"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn key_strategies() {
+        let s = settings(&[
+            (STREAM_NAME, "s"),
+            (PARTITION_KEY_TEMPLATE, "{{Key}}"),
+            (PARTITION_KEY_FIELDS, "id"),
+        ])
+        .unwrap();
+        assert!(matches!(s.partition_key, KeyStrategy::Template(_)));
+        let s = settings(&[(STREAM_NAME, "s"), (PARTITION_KEY_FIELDS, " tenant , id ")]).unwrap();
+        assert!(matches!(s.partition_key, KeyStrategy::Fields(ref f) if f == &["tenant", "id"]));
+        let err =
+            settings(&[(STREAM_NAME, "s"), (PARTITION_KEY_TEMPLATE, "{{ .Key }}")]).unwrap_err();
+        assert!(
+            err.to_string().contains("partitionKeyTemplate") && err.to_string().contains("{{Key}}"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn limits_are_checked() {
+        assert!(settings(&[(STREAM_NAME, "s"), (SDK_BATCH_SIZE, "501")]).is_err());
+        assert_eq!(
+            settings(&[(STREAM_NAME, "s"), (SDK_BATCH_SIZE, "100")])
+                .unwrap()
+                .batch_size,
+            100
+        );
+        let err = settings(&[
+            (STREAM_NAME, "s"),
+            (RETRY_INITIAL_BACKOFF, "10s"),
+            (RETRY_MAX_BACKOFF, "1s"),
+        ])
+        .unwrap_err();
+        assert!(err.to_string().contains("retry.maxBackoff"), "{err}");
+        assert!(settings(&[(STREAM_NAME, "s"), (CONCURRENCY, "0")]).is_err());
+        let s = settings(&[
+            (STREAM_NAME, "s"),
+            (AUTO_CREATE_STREAMS, "true"),
+            (AUTO_CREATE_MODE, "provisioned"),
+            (AUTO_CREATE_SHARD_COUNT, "3"),
+        ])
+        .unwrap();
+        assert_eq!(s.auto_create, Some(CreateMode::Provisioned { shards: 3 }));
+    }
+
+    #[test]
+    fn rendered_stream_references() {
+        assert_eq!(stream_ref_from_rendered("orders").unwrap().name, "orders");
+        let arn = stream_ref_from_rendered("arn:aws:kinesis:us-east-1:123456789012:stream/orders")
+            .unwrap();
+        assert_eq!(arn.name, "orders");
+        assert!(stream_ref_from_rendered("").is_err());
+        assert!(stream_ref_from_rendered("no spaces").is_err());
+    }
+}

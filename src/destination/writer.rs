@@ -1,0 +1,713 @@
+//! Writing prepared records with PutRecords.
+//!
+//! One preparer task turns records into entries (stream, partition key, data) in the order
+//! they were handed over, then routes each to one of `concurrency` lanes by its stream and
+//! partition key. A lane batches what is waiting (up to 500 entries / 5 MiB, one entry per
+//! key with strict ordering), sends one PutRecords call at a time and retries only the entries
+//! that failed before it starts the next call, so records of one key are never reordered.
+
+use std::collections::{HashMap, VecDeque};
+use std::hash::{Hash, Hasher};
+use std::sync::{Arc, Mutex as StdMutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use aws_sdk_kinesis::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_sdk_kinesis::primitives::Blob;
+use aws_sdk_kinesis::types::{PutRecordsRequestEntry, StreamMode, StreamModeDetails};
+use aws_sdk_kinesis::Client;
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
+
+use super::batch::{Batch, BatchEntry, BatchLimits, Offer, MAX_REQUEST_BYTES};
+use super::key::{explicit_hash_key, random_partition_key, KeyStrategy};
+use super::rate::RateLimiter;
+use super::retry::{
+    call_verdict, entry_verdict, CallFailure, CallVerdict, EntryVerdict, RetryPolicy,
+};
+use super::settings::{stream_ref_from_rendered, CreateMode, StreamTarget};
+use super::template::RecordTemplate;
+use crate::aws::StreamRef;
+use crate::plugin::{Record, WriteOutcome};
+
+/// Kinesis' default record size limit (data plus partition key).
+pub const DEFAULT_MAX_RECORD_SIZE: usize = 1024 * 1024;
+const COLLECTION: &str = "opencdc.collection";
+
+/// Turns a record into the bytes written to Kinesis.
+pub trait Encode: Send + Sync + 'static {
+    fn encode(&self, record: &Record) -> Result<Vec<u8>, String>;
+}
+
+/// Rewrites a record before it is written (schema decoding).
+#[async_trait]
+pub trait Decode: Send + Sync + 'static {
+    async fn decode(&self, record: &mut Record) -> Result<(), String>;
+}
+
+/// Everything the writer needs besides the client.
+pub struct WriterConfig {
+    pub target: StreamTarget,
+    pub partition_key: KeyStrategy,
+    pub explicit_hash_key: Option<RecordTemplate>,
+    pub encoder: Arc<dyn Encode>,
+    pub decoder: Option<Arc<dyn Decode>>,
+    pub auto_create: Option<CreateMode>,
+    pub max_record_size: Option<usize>,
+    pub concurrency: usize,
+    pub limits: BatchLimits,
+    pub batch_delay: Duration,
+    pub retry: RetryPolicy,
+    pub rate: Option<RateLimiter>,
+}
+
+/// A record ready for PutRecords.
+struct Entry {
+    stream: Arc<StreamRef>,
+    stream_key: Arc<str>,
+    partition_key: String,
+    hash_key: Option<String>,
+    data: Vec<u8>,
+    position: Vec<u8>,
+    outcome: oneshot::Sender<WriteOutcome>,
+}
+
+impl BatchEntry for Entry {
+    fn stream(&self) -> &str {
+        &self.stream_key
+    }
+
+    fn partition_key(&self) -> &str {
+        &self.partition_key
+    }
+
+    fn size(&self) -> usize {
+        self.data.len() + self.partition_key.len()
+    }
+}
+
+impl Entry {
+    fn resolve(self, outcome: WriteOutcome) {
+        // The receiver is gone only when the pipeline was torn down; nothing to tell then.
+        let _ = self.outcome.send(outcome);
+    }
+}
+
+struct Group {
+    records: Vec<Record>,
+    outcomes: Vec<oneshot::Sender<WriteOutcome>>,
+}
+
+/// The running writer. Dropping it stops the tasks.
+pub struct Writer {
+    groups: mpsc::UnboundedSender<Group>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl Drop for Writer {
+    fn drop(&mut self) {
+        for task in &self.tasks {
+            task.abort();
+        }
+    }
+}
+
+impl Writer {
+    pub fn start(
+        client: Client,
+        config: WriterConfig,
+        known: Vec<(StreamRef, StreamInfo)>,
+    ) -> Writer {
+        let config = Arc::new(config);
+        let catalog = Arc::new(StreamCatalog::new(
+            client.clone(),
+            config.auto_create,
+            config.max_record_size,
+        ));
+        for (stream, info) in known {
+            catalog.insert(&stream, info);
+        }
+        let mut tasks = Vec::new();
+        let mut lanes = Vec::new();
+        for _ in 0..config.concurrency.max(1) {
+            let (tx, rx) = mpsc::channel::<Entry>(2 * super::batch::MAX_ENTRIES);
+            lanes.push(tx);
+            let lane = Lane {
+                client: client.clone(),
+                config: config.clone(),
+                catalog: catalog.clone(),
+                waiting: rx,
+                deferred: VecDeque::new(),
+            };
+            tasks.push(tokio::spawn(lane.run()));
+        }
+        let (groups, group_rx) = mpsc::unbounded_channel();
+        tasks.push(tokio::spawn(prepare_loop(config, group_rx, lanes)));
+        Writer { groups, tasks }
+    }
+
+    /// Hands records over (in call order) and returns receivers for their outcomes.
+    pub fn submit(&self, records: Vec<Record>) -> Vec<oneshot::Receiver<WriteOutcome>> {
+        let (outcomes, receivers): (Vec<_>, Vec<_>) =
+            records.iter().map(|_| oneshot::channel()).unzip();
+        if let Err(mpsc::error::SendError(group)) = self.groups.send(Group { records, outcomes }) {
+            for outcome in group.outcomes {
+                let _ = outcome.send(Err("the destination is shutting down".into()));
+            }
+        }
+        receivers
+    }
+}
+
+/// How a position is named in messages: as text when it is text.
+pub fn describe_position(position: &[u8]) -> String {
+    match std::str::from_utf8(position) {
+        Ok(text) if !text.chars().any(char::is_control) => format!("{text:?}"),
+        _ => {
+            use base64::Engine;
+            format!(
+                "base64:{}",
+                base64::engine::general_purpose::STANDARD.encode(position)
+            )
+        }
+    }
+}
+
+async fn prepare_loop(
+    config: Arc<WriterConfig>,
+    mut groups: mpsc::UnboundedReceiver<Group>,
+    lanes: Vec<mpsc::Sender<Entry>>,
+) {
+    let mut fixed: Option<(Arc<StreamRef>, Arc<str>)> = None;
+    while let Some(group) = groups.recv().await {
+        for (mut record, outcome) in group.records.into_iter().zip(group.outcomes) {
+            if let Some(decoder) = &config.decoder {
+                if let Err(e) = decoder.decode(&mut record).await {
+                    let _ = outcome.send(Err(format!(
+                        "record at position {}: {e}",
+                        describe_position(&record.position)
+                    )));
+                    continue;
+                }
+            }
+            match prepare(&config, &record, &mut fixed) {
+                Ok((stream, stream_key, partition_key, hash_key, data)) => {
+                    let lane = lane_of(&stream_key, &partition_key, lanes.len());
+                    let entry = Entry {
+                        stream,
+                        stream_key,
+                        partition_key,
+                        hash_key,
+                        data,
+                        position: std::mem::take(&mut record.position),
+                        outcome,
+                    };
+                    if let Err(mpsc::error::SendError(entry)) = lanes[lane].send(entry).await {
+                        entry.resolve(Err("the destination is shutting down".into()));
+                    }
+                }
+                Err(reason) => {
+                    let _ = outcome.send(Err(format!(
+                        "record at position {}: {reason}",
+                        describe_position(&record.position)
+                    )));
+                }
+            }
+        }
+    }
+}
+
+type Prepared = (Arc<StreamRef>, Arc<str>, String, Option<String>, Vec<u8>);
+
+fn prepare(
+    config: &WriterConfig,
+    record: &Record,
+    fixed: &mut Option<(Arc<StreamRef>, Arc<str>)>,
+) -> Result<Prepared, String> {
+    let (stream, stream_key) = match &config.target {
+        StreamTarget::Fixed(stream) => fixed
+            .get_or_insert_with(|| (Arc::new(stream.clone()), stream_key_of(stream)))
+            .clone(),
+        StreamTarget::Template(template) => {
+            let rendered = template
+                .render(record)
+                .map_err(|e| format!("the stream template {e}"))?;
+            let stream = stream_ref_from_rendered(&rendered)?;
+            let key = stream_key_of(&stream);
+            (Arc::new(stream), key)
+        }
+        StreamTarget::Collection => {
+            let name = record
+                .metadata
+                .get(COLLECTION)
+                .map(String::as_str)
+                .unwrap_or("");
+            if name.is_empty() {
+                return Err(
+                    "the record has no opencdc.collection metadata and neither streamName nor \
+                     streamARN is configured, so there is no stream to write it to"
+                        .into(),
+                );
+            }
+            let stream = stream_ref_from_rendered(name).map_err(|_| {
+                format!("its opencdc.collection {name:?} is not a valid Kinesis stream name")
+            })?;
+            let key = stream_key_of(&stream);
+            (Arc::new(stream), key)
+        }
+    };
+    let partition_key = match config
+        .partition_key
+        .derive(record)
+        .map_err(|e| e.to_string())?
+    {
+        Some(key) => key,
+        None => {
+            tracing::debug!(
+                position = %describe_position(&record.position),
+                "empty partition key; using a random one"
+            );
+            random_partition_key()
+        }
+    };
+    let hash_key = match &config.explicit_hash_key {
+        Some(template) => explicit_hash_key(template, record).map_err(|e| e.to_string())?,
+        None => None,
+    };
+    let data = config.encoder.encode(record)?;
+    Ok((stream, stream_key, partition_key, hash_key, data))
+}
+
+fn stream_key_of(stream: &StreamRef) -> Arc<str> {
+    Arc::from(stream.arn.as_deref().unwrap_or(&stream.name))
+}
+
+fn lane_of(stream: &str, partition_key: &str, lanes: usize) -> usize {
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    stream.hash(&mut hasher);
+    partition_key.hash(&mut hasher);
+    (hasher.finish() % lanes as u64) as usize
+}
+
+/// What the writer knows about a stream.
+#[derive(Debug, Clone)]
+pub struct StreamInfo {
+    pub max_record_size: usize,
+}
+
+/// Stream descriptions (and creation), cached per stream.
+struct StreamCatalog {
+    client: Client,
+    auto_create: Option<CreateMode>,
+    max_record_size: Option<usize>,
+    known: StdMutex<HashMap<String, StreamInfo>>,
+}
+
+impl StreamCatalog {
+    fn new(
+        client: Client,
+        auto_create: Option<CreateMode>,
+        max_record_size: Option<usize>,
+    ) -> Self {
+        StreamCatalog {
+            client,
+            auto_create,
+            max_record_size,
+            known: StdMutex::new(HashMap::new()),
+        }
+    }
+
+    fn insert(&self, stream: &StreamRef, info: StreamInfo) {
+        self.known
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(stream_key_of(stream).to_string(), info);
+    }
+
+    fn forget(&self, stream: &StreamRef) {
+        self.known
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(stream_key_of(stream).as_ref());
+    }
+
+    async fn info(&self, stream: &StreamRef) -> Result<StreamInfo, String> {
+        let key = stream_key_of(stream);
+        if let Some(info) = self
+            .known
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(key.as_ref())
+        {
+            return Ok(info.clone());
+        }
+        let info = match self.describe(stream).await {
+            Ok(info) => info,
+            Err(Missing) => match self.auto_create {
+                Some(mode) => self.create(stream, mode).await?,
+                None => {
+                    return Err(format!(
+                        "stream {:?} does not exist: create it, or set auto.create.streams=true to have the \
+                         connector create missing streams",
+                        stream.name
+                    ))
+                }
+            },
+        }?;
+        self.insert(stream, info.clone());
+        Ok(info)
+    }
+
+    fn info_from(&self, max_kib: Option<i32>) -> StreamInfo {
+        let reported = max_kib.filter(|&k| k > 0).map(|k| k as usize * 1024);
+        StreamInfo {
+            max_record_size: self
+                .max_record_size
+                .or(reported)
+                .unwrap_or(DEFAULT_MAX_RECORD_SIZE),
+        }
+    }
+
+    async fn describe(&self, stream: &StreamRef) -> Result<Result<StreamInfo, String>, Missing> {
+        let mut request = self.client.describe_stream_summary();
+        request = match &stream.arn {
+            Some(arn) => request.stream_arn(arn),
+            None => request.stream_name(&stream.name),
+        };
+        match request.send().await {
+            Ok(response) => Ok(Ok(self.info_from(
+                response
+                    .stream_description_summary
+                    .and_then(|d| d.max_record_size_in_kib),
+            ))),
+            Err(e) if e.code() == Some("ResourceNotFoundException") => Err(Missing),
+            Err(e) => Ok(Err(format!(
+                "could not describe stream {:?}: {}",
+                stream.name,
+                DisplayErrorContext(&e)
+            ))),
+        }
+    }
+
+    async fn create(
+        &self,
+        stream: &StreamRef,
+        mode: CreateMode,
+    ) -> Result<Result<StreamInfo, String>, String> {
+        let mut request = self.client.create_stream().stream_name(&stream.name);
+        request = match mode {
+            CreateMode::OnDemand => request.stream_mode_details(
+                StreamModeDetails::builder()
+                    .stream_mode(StreamMode::OnDemand)
+                    .build()
+                    .map_err(|e| e.to_string())?,
+            ),
+            CreateMode::Provisioned { shards } => request.shard_count(shards),
+        };
+        match request.send().await {
+            Ok(_) => tracing::info!(stream = %stream.name, ?mode, "created stream"),
+            // Another lane (or another pipeline) is creating it: wait for it below.
+            Err(e) if e.code() == Some("ResourceInUseException") => {}
+            Err(e) => {
+                return Err(format!(
+                    "could not create stream {:?}: {}",
+                    stream.name,
+                    DisplayErrorContext(&e)
+                ))
+            }
+        }
+        for _ in 0..300 {
+            let mut request = self.client.describe_stream_summary();
+            request = request.stream_name(&stream.name);
+            if let Ok(response) = request.send().await {
+                if let Some(summary) = response.stream_description_summary {
+                    if summary.stream_status.as_str() == "ACTIVE" {
+                        return Ok(Ok(self.info_from(summary.max_record_size_in_kib)));
+                    }
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        Err(format!(
+            "stream {:?} did not become ACTIVE within a minute of creating it",
+            stream.name
+        ))
+    }
+}
+
+/// The stream does not exist.
+struct Missing;
+
+struct Lane {
+    client: Client,
+    config: Arc<WriterConfig>,
+    catalog: Arc<StreamCatalog>,
+    waiting: mpsc::Receiver<Entry>,
+    /// Entries that belong to a later call, in arrival order.
+    deferred: VecDeque<Entry>,
+}
+
+impl Lane {
+    async fn run(mut self) {
+        while let Some(batch) = self.next_batch().await {
+            self.write(batch).await;
+        }
+    }
+
+    fn limits(&self) -> BatchLimits {
+        let mut limits = self.config.limits;
+        if let Some(rate) = &self.config.rate {
+            limits.max_entries = limits.max_entries.min(rate.burst().max(1));
+        }
+        limits
+    }
+
+    /// Collects the next call: deferred entries first, then whatever is waiting, then (with
+    /// sdk.batch.delay) whatever arrives before the delay ends. `None` once the lane is closed
+    /// and empty.
+    async fn next_batch(&mut self) -> Option<Batch<Entry>> {
+        let mut batch = Batch::new(self.limits());
+        let mut later = VecDeque::new();
+        let mut full = false;
+        for entry in std::mem::take(&mut self.deferred) {
+            if full {
+                later.push_back(entry);
+                continue;
+            }
+            match batch.offer(entry) {
+                Offer::Added => {}
+                Offer::Deferred(entry) => later.push_back(entry),
+                Offer::Full(entry) => {
+                    later.push_back(entry);
+                    full = true;
+                }
+            }
+        }
+        if batch.is_empty() && later.is_empty() {
+            let entry = self.waiting.recv().await?;
+            if let Offer::Full(entry) | Offer::Deferred(entry) = batch.offer(entry) {
+                later.push_back(entry);
+            }
+        }
+        let deadline = tokio::time::Instant::now() + self.config.batch_delay;
+        while !full && !batch.is_full() {
+            let next = match self.waiting.try_recv() {
+                Ok(entry) => Some(entry),
+                Err(_) if self.config.batch_delay.is_zero() => None,
+                Err(_) => tokio::time::timeout_at(deadline, self.waiting.recv())
+                    .await
+                    .ok()
+                    .flatten(),
+            };
+            let Some(entry) = next else { break };
+            match batch.offer(entry) {
+                Offer::Added => {}
+                Offer::Deferred(entry) => later.push_back(entry),
+                Offer::Full(entry) => {
+                    later.push_back(entry);
+                    full = true;
+                }
+            }
+        }
+        self.deferred = later;
+        Some(batch)
+    }
+
+    async fn write(&self, batch: Batch<Entry>) {
+        let entries = batch.into_entries();
+        let Some(first) = entries.first() else { return };
+        let stream = first.stream.clone();
+        let info = match self.catalog.info(&stream).await {
+            Ok(info) => info,
+            Err(reason) => {
+                for entry in entries {
+                    let position = describe_position(&entry.position);
+                    entry.resolve(Err(format!("record at position {position}: {reason}")));
+                }
+                return;
+            }
+        };
+        let mut pending = Vec::with_capacity(entries.len());
+        for entry in entries {
+            let size = entry.size();
+            if size > info.max_record_size {
+                let position = describe_position(&entry.position);
+                entry.resolve(Err(format!(
+                    "record at position {position} is {size} bytes (data plus partition key), over the \
+                     limit of {} bytes of stream {:?}: shrink it (for example with a processor), raise the \
+                     stream's MaxRecordSizeInKiB, or route it elsewhere",
+                    info.max_record_size, stream.name
+                )));
+            } else {
+                pending.push(entry);
+            }
+        }
+        if let Some(rate) = &self.config.rate {
+            if !pending.is_empty() {
+                rate.acquire(pending.len()).await;
+            }
+        }
+        self.put_with_retries(&stream, pending).await;
+    }
+
+    async fn put_with_retries(&self, stream: &StreamRef, mut pending: Vec<Entry>) {
+        let policy = self.config.retry;
+        let mut attempts = 0;
+        while !pending.is_empty() {
+            attempts += 1;
+            let (retry, last_error) = self.put_once(stream, pending).await;
+            pending = retry;
+            if pending.is_empty() {
+                return;
+            }
+            if !policy.may_retry(attempts) {
+                let reason = last_error.unwrap_or_else(|| "unknown error".into());
+                for entry in pending {
+                    let position = describe_position(&entry.position);
+                    entry.resolve(Err(format!(
+                        "record at position {position} was not written to stream {:?} after {attempts} \
+                         attempts: {reason}",
+                        stream.name
+                    )));
+                }
+                return;
+            }
+            let wait = policy.backoff(attempts);
+            tracing::debug!(
+                stream = %stream.name,
+                entries = pending.len(),
+                attempt = attempts,
+                wait_ms = wait.as_millis() as u64,
+                error = last_error.as_deref().unwrap_or(""),
+                "retrying PutRecords entries"
+            );
+            tokio::time::sleep(wait).await;
+        }
+    }
+
+    /// One PutRecords call. Resolves written and rejected entries; returns those to retry and
+    /// the error that made them fail.
+    async fn put_once(
+        &self,
+        stream: &StreamRef,
+        entries: Vec<Entry>,
+    ) -> (Vec<Entry>, Option<String>) {
+        let request_entries: Vec<PutRecordsRequestEntry> = entries
+            .iter()
+            .map(|e| {
+                PutRecordsRequestEntry::builder()
+                    .data(Blob::new(e.data.clone()))
+                    .partition_key(e.partition_key.clone())
+                    .set_explicit_hash_key(e.hash_key.clone())
+                    .build()
+                    .expect("data and partition key are set")
+            })
+            .collect();
+        debug_assert!(
+            entries.iter().map(Entry::size).sum::<usize>() <= MAX_REQUEST_BYTES
+                || entries.len() == 1
+        );
+        let mut request = self.client.put_records().set_records(Some(request_entries));
+        request = match &stream.arn {
+            Some(arn) => request.stream_arn(arn),
+            None => request.stream_name(&stream.name),
+        };
+        match request.send().await {
+            Ok(output) => {
+                let results = output.records;
+                if results.len() != entries.len() {
+                    let reason = format!(
+                        "PutRecords answered {} results for {} entries",
+                        results.len(),
+                        entries.len()
+                    );
+                    return (entries, Some(reason));
+                }
+                let mut retry = Vec::new();
+                let mut last_error = None;
+                for (entry, result) in entries.into_iter().zip(results) {
+                    match entry_verdict(result.error_code(), result.error_message()) {
+                        EntryVerdict::Written => entry.resolve(Ok(())),
+                        EntryVerdict::Retry { code, message } => {
+                            last_error = Some(format!("{code}: {message}"));
+                            retry.push(entry);
+                        }
+                        EntryVerdict::Reject { code, message } => {
+                            let position = describe_position(&entry.position);
+                            entry.resolve(Err(format!(
+                                "record at position {position} was rejected by stream {:?}: {code}: {message}",
+                                stream.name
+                            )));
+                        }
+                    }
+                }
+                (retry, last_error)
+            }
+            Err(error) => {
+                let (failure, code, message) = describe_call_error(&error);
+                let reason = match &code {
+                    Some(code) => format!("{code}: {message}"),
+                    None => message,
+                };
+                match call_verdict(failure, code.as_deref()) {
+                    CallVerdict::RetryAll => (entries, Some(reason)),
+                    CallVerdict::StreamMissing => {
+                        self.catalog.forget(stream);
+                        for entry in entries {
+                            let position = describe_position(&entry.position);
+                            entry.resolve(Err(format!(
+                                "record at position {position}: stream {:?} does not exist ({reason})",
+                                stream.name
+                            )));
+                        }
+                        (Vec::new(), None)
+                    }
+                    CallVerdict::RejectAll => {
+                        for entry in entries {
+                            let position = describe_position(&entry.position);
+                            entry.resolve(Err(format!(
+                                "record at position {position} was not written to stream {:?}: {reason}",
+                                stream.name
+                            )));
+                        }
+                        (Vec::new(), None)
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn describe_call_error<E, R>(error: &SdkError<E, R>) -> (CallFailure, Option<String>, String)
+where
+    E: ProvideErrorMetadata + std::error::Error + 'static,
+    R: std::fmt::Debug + HttpStatus,
+{
+    let message = error
+        .message()
+        .map(str::to_string)
+        .unwrap_or_else(|| DisplayErrorContext(error).to_string());
+    let code = error.code().map(str::to_string);
+    let failure = match error {
+        SdkError::ServiceError(context) => CallFailure::Service {
+            status: context.raw().status_code(),
+        },
+        SdkError::ResponseError(context) => CallFailure::Service {
+            status: context.raw().status_code(),
+        },
+        SdkError::DispatchFailure(_) | SdkError::TimeoutError(_) => CallFailure::Transport,
+        _ => CallFailure::Local,
+    };
+    (failure, code, message)
+}
+
+/// The HTTP status of a raw response, for retry decisions.
+pub trait HttpStatus {
+    fn status_code(&self) -> u16;
+}
+
+impl HttpStatus for aws_smithy_runtime_api::http::Response {
+    fn status_code(&self) -> u16 {
+        self.status().as_u16()
+    }
+}

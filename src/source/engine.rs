@@ -1,0 +1,259 @@
+//! The running source: shard discovery and one reader per readable shard, feeding one bounded
+//! channel from which `read` builds records and positions.
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use aws_sdk_kinesis::Client;
+use tokio::sync::{mpsc, Mutex};
+use tokio::task::JoinHandle;
+
+use super::lineage::{self, StartAt};
+use super::position::{Position, PositionEncoder, ShardProgress};
+use super::reader::{self, ClosedShards, Mode, ReaderContext, ShardEvent, StartFrom};
+use super::records::to_opencdc;
+use super::settings::InitialPosition;
+use crate::aws::StreamRef;
+use crate::plugin::Record;
+
+pub struct EngineConfig {
+    pub client: Client,
+    pub stream: StreamRef,
+    pub mode: Mode,
+    pub initial: InitialPosition,
+    pub deaggregate: bool,
+    pub unwrap_opencdc: bool,
+    pub buffer_size: usize,
+    pub batch_size: usize,
+    pub batch_delay: Duration,
+    pub discovery_interval: Duration,
+}
+
+pub struct Engine {
+    stream_name: String,
+    unwrap_opencdc: bool,
+    batch_size: usize,
+    batch_delay: Duration,
+    events: Mutex<mpsc::Receiver<ShardEvent>>,
+    encoder: std::sync::Mutex<PositionEncoder>,
+    coordinator: JoinHandle<()>,
+}
+
+impl Drop for Engine {
+    fn drop(&mut self) {
+        self.coordinator.abort();
+    }
+}
+
+impl Engine {
+    pub fn start(config: EngineConfig, position: Position) -> Engine {
+        let (events_tx, events_rx) = mpsc::channel(config.buffer_size.max(1));
+        let encoder = PositionEncoder::new(&config.stream.name, &position);
+        let context = Arc::new(ReaderContext {
+            client: config.client.clone(),
+            stream: config.stream.clone(),
+            deaggregate: config.deaggregate,
+            events: events_tx,
+            closed: Arc::new(RwLock::new(HashMap::new())),
+        });
+        let coordinator = tokio::spawn(coordinate(
+            context,
+            config.mode,
+            config.initial,
+            config.discovery_interval,
+            position,
+        ));
+        Engine {
+            stream_name: config.stream.name,
+            unwrap_opencdc: config.unwrap_opencdc,
+            batch_size: config.batch_size.max(1),
+            batch_delay: config.batch_delay,
+            events: Mutex::new(events_rx),
+            encoder: std::sync::Mutex::new(encoder),
+            coordinator,
+        }
+    }
+
+    /// Waits for at least one record and returns up to the batch size. Cancel-safe in the
+    /// sense the runtime needs: records taken but not returned are simply not delivered (and
+    /// are read again after a restart, since no position covering them was sent).
+    pub async fn read(&self) -> Result<Vec<Record>, String> {
+        let mut events = self.events.lock().await;
+        let mut records = Vec::new();
+        let deadline = tokio::time::Instant::now() + self.batch_delay;
+        while records.len() < self.batch_size {
+            let event = if records.is_empty() {
+                match events.recv().await {
+                    Some(event) => event,
+                    None => return Err("the shard readers stopped".into()),
+                }
+            } else {
+                match events.try_recv() {
+                    Ok(event) => event,
+                    Err(_) if self.batch_delay.is_zero() => break,
+                    Err(_) => match tokio::time::timeout_at(deadline, events.recv()).await {
+                        Ok(Some(event)) => event,
+                        _ => break,
+                    },
+                }
+            };
+            if let Some(record) = self.apply(event) {
+                records.push(record);
+            }
+        }
+        Ok(records)
+    }
+
+    /// Folds one event into the position; a record event becomes an OpenCDC record.
+    fn apply(&self, event: ShardEvent) -> Option<Record> {
+        let mut encoder = self.encoder.lock().unwrap_or_else(|e| e.into_inner());
+        match event {
+            ShardEvent::Record { shard, record } => {
+                let progress = ShardProgress::After {
+                    sequence: record.sequence.clone(),
+                    sub_sequence: if record.last_of_record {
+                        None
+                    } else {
+                        record.sub_sequence
+                    },
+                };
+                encoder.update(&shard, progress);
+                let position = encoder.encode();
+                Some(to_opencdc(
+                    &self.stream_name,
+                    &shard,
+                    record,
+                    position,
+                    self.unwrap_opencdc,
+                ))
+            }
+            ShardEvent::Progress { shard, sequence } => {
+                encoder.update(
+                    &shard,
+                    ShardProgress::After {
+                        sequence,
+                        sub_sequence: None,
+                    },
+                );
+                None
+            }
+            ShardEvent::Finished { shard } => {
+                encoder.update(&shard, ShardProgress::Finished);
+                None
+            }
+            ShardEvent::Forget { shard } => {
+                encoder.remove(&shard);
+                None
+            }
+        }
+    }
+}
+
+/// Lists shards, starts readers for readable shards (parents before children) and reacts to
+/// finished shards, until aborted.
+async fn coordinate(
+    context: Arc<ReaderContext>,
+    mode: Mode,
+    initial: InitialPosition,
+    discovery_interval: Duration,
+    position: Position,
+) {
+    let (mut finished, _) = lineage::split_progress(&position);
+    let mut progress: HashMap<String, ShardProgress> = position.shards.into_iter().collect();
+    let mut first_listing: Option<BTreeSet<String>> = None;
+    let fresh_start = progress.is_empty();
+    let mut running = ReaderGuard(HashMap::new());
+    let (done_tx, mut done_rx) = mpsc::unbounded_channel::<String>();
+    loop {
+        match super::shards::list(&context.client, &context.stream).await {
+            Ok(shards) => {
+                update_closed(&context.closed, &shards);
+                if fresh_start && first_listing.is_none() {
+                    first_listing = Some(shards.iter().map(|s| s.id.clone()).collect());
+                }
+                for id in lineage::expired(
+                    &shards,
+                    &Position {
+                        stream: context.stream.name.clone(),
+                        shards: progress.clone().into_iter().collect(),
+                    },
+                ) {
+                    if matches!(progress.get(&id), Some(ShardProgress::Finished)) {
+                        progress.remove(&id);
+                        let _ = context
+                            .events
+                            .send(ShardEvent::Forget {
+                                shard: Arc::from(id.as_str()),
+                            })
+                            .await;
+                    }
+                }
+                let active: BTreeSet<String> = running.0.keys().cloned().collect();
+                let fresh: HashMap<String, StartAt> =
+                    lineage::to_start(&shards, &finished, &active, first_listing.as_ref())
+                        .into_iter()
+                        .collect();
+                for id in lineage::readable(&shards, &finished) {
+                    if active.contains(&id) {
+                        continue;
+                    }
+                    let start = match (progress.get(&id), fresh.get(&id)) {
+                        (Some(p), _) => StartFrom::Resume(p.clone()),
+                        (None, Some(StartAt::Initial)) => StartFrom::Initial(initial),
+                        (None, _) => StartFrom::TrimHorizon,
+                    };
+                    tracing::debug!(shard = %id, ?start, "starting shard reader");
+                    let context = context.clone();
+                    let mode = mode.clone();
+                    let done = done_tx.clone();
+                    let shard = id.clone();
+                    running.0.insert(
+                        id,
+                        tokio::spawn(async move {
+                            let finished = reader::run(context, mode, shard.clone(), start).await;
+                            if finished {
+                                let _ = done.send(shard);
+                            }
+                            finished
+                        }),
+                    );
+                }
+            }
+            Err(error) => tracing::warn!(%error, "listing shards failed; retrying"),
+        }
+        // Wait for a shard to finish (its children may now be readable) or the next discovery.
+        tokio::select! {
+            Some(shard) = done_rx.recv() => {
+                let mut done = vec![shard];
+                while let Ok(shard) = done_rx.try_recv() {
+                    done.push(shard);
+                }
+                for shard in done {
+                    running.0.remove(&shard);
+                    finished.insert(shard.clone());
+                    progress.insert(shard, ShardProgress::Finished);
+                }
+            }
+            _ = tokio::time::sleep(discovery_interval) => {}
+        }
+    }
+}
+
+fn update_closed(closed: &ClosedShards, shards: &[lineage::ShardInfo]) {
+    if let Ok(mut map) = closed.write() {
+        map.clear();
+        map.extend(shards.iter().map(|s| (s.id.clone(), s.closed)));
+    }
+}
+
+/// The running readers; aborted with the coordinator, which owns them.
+impl Drop for ReaderGuard {
+    fn drop(&mut self) {
+        for handle in self.0.values() {
+            handle.abort();
+        }
+    }
+}
+
+struct ReaderGuard(HashMap<String, JoinHandle<bool>>);

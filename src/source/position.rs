@@ -1,0 +1,1081 @@
+//! The source position: progress for every shard of the stream, in a compact binary form.
+//!
+//! Conduit persists only the position of the last record it acknowledged and hands it back to
+//! `Open` on restart (conduit-protocol.md §4.7), so one position must resume **every** shard
+//! right after what was delivered: it holds a [`ShardProgress`] for each shard the connector
+//! has read from, including closed shards read to their end ([`ShardProgress::Finished`]), so
+//! that their children may be read after a restart.
+//!
+//! # Binary format, version 1
+//!
+//! All integers are unsigned LEB128 varints (7 bits per byte, low bits first, minimal length).
+//!
+//! ```text
+//! position   = 0xA1                      magic nibble 0xA, format version 1
+//!              varint len, stream name   UTF-8
+//!              varint shard count
+//!              shard*                    in shard-id order (byte order of the ids), no duplicates
+//! shard      = varint header             (id << 3) | (tag << 1) | 0   standard id `shardId-` + 12 digits,
+//!                                                                       id = the number
+//!                                          (len << 3) | (tag << 1) | 1   any other id, followed by
+//!              [len bytes of id]                                        its UTF-8 bytes
+//!              progress
+//! tag        = 0 after                   progress = varint n, n bytes: sequence::pack(sequence)
+//!              1 after + sub-sequence    progress = varint n, n bytes, varint sub-sequence
+//!              2 finished                progress = nothing
+//! ```
+//!
+//! A sequence number is stored as its minimal big-endian integer (see [`super::sequence`]):
+//! a 56-digit one takes 23 or 24 bytes. Bytes per shard with a standard id:
+//!
+//! | shard progress                      | shard number < 16 | < 2048 | < 262144 |
+//! |-------------------------------------|-------------------|--------|----------|
+//! | after a 56-digit sequence           | 26                | 27     | 28       |
+//! | same, with sub-sequence < 128       | 27                | 28     | 29       |
+//! | same, with sub-sequence < 16384     | 28                | 29     | 30       |
+//! | finished                            | 1                 | 2      | 3        |
+//!
+//! plus 3 bytes + the stream name once. A non-standard shard id costs its length + 1 to 2 bytes
+//! instead of the 1 to 3 byte header.
+//!
+//! The version byte keeps the high nibble `0xA`: `0xA2`..`0xAF` are future versions, which this
+//! connector rejects with [`PositionError::UnsupportedVersion`] (version 15 is reserved to
+//! introduce a longer version field). Anything else is [`PositionError::Malformed`] — e.g. a
+//! position of the Go Kinesis connector, which is JSON.
+//!
+//! # Determinism and uniqueness
+//!
+//! Shards are written in `BTreeMap` order and every field has exactly one encoding (minimal
+//! varints, minimal sequence bytes, the compact form whenever an id is standard), so equal
+//! states give equal bytes and [`Position::decode`] accepts only bytes [`Position::encode`]
+//! produces. Positions of different records differ: every record moves its own shard's progress
+//! strictly forward (a higher sequence number, or a higher sub-sequence within one aggregated
+//! Kinesis record) and progress never moves back, so no two records of one run share a state.
+//! Conduit's `Stop` draining compares positions with `bytes.Equal` (conduit-protocol.md §4.3),
+//! which relies on this.
+//!
+//! # Hot path
+//!
+//! [`PositionEncoder`] keeps the encoded shard entries in one buffer and rewrites only the
+//! entry of the shard that advanced, so a position per record costs one shard entry plus one
+//! copy of the buffer.
+
+use std::collections::BTreeMap;
+use std::ops::Bound;
+
+use super::sequence;
+
+/// Magic nibble (high 4 bits of the first byte).
+const MAGIC: u8 = 0xA0;
+/// The format version this connector writes and reads.
+pub const VERSION: u8 = 1;
+
+const TAG_AFTER: u64 = 0;
+const TAG_AFTER_SUB: u64 = 1;
+const TAG_FINISHED: u64 = 2;
+
+const STANDARD_PREFIX: &str = "shardId-";
+const STANDARD_DIGITS: usize = 12;
+
+/// How far one shard has been delivered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ShardProgress {
+    /// Every record up to Kinesis record `sequence` was delivered.
+    ///
+    /// * `sub_sequence: None`: record `sequence` was delivered entirely (a plain record, or
+    ///   every user record of an aggregated one): resume with `AFTER_SEQUENCE_NUMBER`
+    ///   `sequence`.
+    /// * `sub_sequence: Some(k)`: `sequence` is an aggregated (KPL) record of which the user
+    ///   records with sub-sequence `0..=k` were delivered: resume with `AT_SEQUENCE_NUMBER`
+    ///   `sequence` and skip its user records with sub-sequence `<= k` (see
+    ///   [`ShardProgress::resume`] and [`ShardProgress::covers`]). Resuming *after* it would
+    ///   lose the rest of the aggregate.
+    After {
+        sequence: String,
+        sub_sequence: Option<u64>,
+    },
+    /// The shard is closed and was read to its end.
+    Finished,
+}
+
+/// Where to resume reading a shard, derived from its [`ShardProgress`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Resume<'a> {
+    /// `AFTER_SEQUENCE_NUMBER` this sequence number.
+    AfterSequence(&'a str),
+    /// `AT_SEQUENCE_NUMBER` this sequence number, then drop the user records of that Kinesis
+    /// record whose sub-sequence is `<= skip_through`.
+    AtSequence {
+        sequence: &'a str,
+        skip_through: u64,
+    },
+    /// Nothing left to read: the shard was read to its end.
+    Finished,
+}
+
+impl ShardProgress {
+    /// Where a reader resumes this shard.
+    pub fn resume(&self) -> Resume<'_> {
+        match self {
+            ShardProgress::After {
+                sequence,
+                sub_sequence: None,
+            } => Resume::AfterSequence(sequence),
+            ShardProgress::After {
+                sequence,
+                sub_sequence: Some(k),
+            } => Resume::AtSequence {
+                sequence,
+                skip_through: *k,
+            },
+            ShardProgress::Finished => Resume::Finished,
+        }
+    }
+
+    /// Whether the user record `(sequence, sub_sequence)` of this shard was already delivered
+    /// according to this progress (a reader drops such records after resuming).
+    /// `sub_sequence` is `None` for a plain (non-aggregated) record, which counts as the one and
+    /// only user record of its Kinesis record.
+    pub fn covers(&self, sequence: &str, sub_sequence: Option<u64>) -> bool {
+        match self {
+            ShardProgress::Finished => true,
+            ShardProgress::After {
+                sequence: done,
+                sub_sequence: done_sub,
+            } => match sequence::compare(sequence, done) {
+                std::cmp::Ordering::Less => true,
+                std::cmp::Ordering::Greater => false,
+                std::cmp::Ordering::Equal => match done_sub {
+                    None => true,
+                    Some(k) => sub_sequence.unwrap_or(0) <= *k,
+                },
+            },
+        }
+    }
+}
+
+/// The source position: the stream and the progress of every shard read so far.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Position {
+    pub stream: String,
+    pub shards: BTreeMap<String, ShardProgress>,
+}
+
+/// Why a position could not be decoded.
+#[derive(Debug, thiserror::Error)]
+pub enum PositionError {
+    /// Not a position of this connector, or corrupted.
+    #[error(
+        "invalid source position ({reason} at byte {offset} of {len}): it was not written by \
+         this connector or is corrupted; reset the pipeline's position"
+    )]
+    Malformed {
+        reason: &'static str,
+        offset: usize,
+        len: usize,
+    },
+    /// Written by a newer connector version in a format this version does not know.
+    #[error(
+        "the source position has format version {found}, but this connector version reads \
+         position format version {supported} only: upgrade the connector"
+    )]
+    UnsupportedVersion { found: u8, supported: u8 },
+    /// A valid position of another stream.
+    #[error(
+        "the source position belongs to stream {position_stream:?} but the connector reads \
+         stream {configured_stream:?}: reset the pipeline's position or point the connector at \
+         stream {position_stream:?}"
+    )]
+    OtherStream {
+        position_stream: String,
+        configured_stream: String,
+    },
+}
+
+impl Position {
+    /// An empty position of `stream`.
+    pub fn new(stream: impl Into<String>) -> Self {
+        Position {
+            stream: stream.into(),
+            shards: BTreeMap::new(),
+        }
+    }
+
+    /// The bytes handed to Conduit (format in the module docs).
+    pub fn encode(&self) -> Vec<u8> {
+        let mut body = Vec::with_capacity(self.shards.len() * 28);
+        for (id, progress) in &self.shards {
+            encode_shard(&mut body, id, progress);
+        }
+        assemble(&encode_prefix(&self.stream), self.shards.len(), &body)
+    }
+
+    /// Parses a position written by [`Position::encode`] (or [`PositionEncoder::encode`]).
+    ///
+    /// Conduit may hand over an empty position where there is none; callers should treat
+    /// empty bytes like no position before calling this, which rejects them.
+    pub fn decode(bytes: &[u8]) -> Result<Position, PositionError> {
+        let mut r = Reader { bytes, offset: 0 };
+        let first = r.byte("empty position")?;
+        if first & 0xF0 != MAGIC {
+            return Err(r.malformed_at(0, "unknown format"));
+        }
+        match first & 0x0F {
+            VERSION => {}
+            0 => return Err(r.malformed_at(0, "unknown format")),
+            found => {
+                return Err(PositionError::UnsupportedVersion {
+                    found,
+                    supported: VERSION,
+                })
+            }
+        }
+
+        let stream = r.string("truncated in the stream name")?.to_owned();
+        let count = r.varint("truncated in the shard count")?;
+        let mut shards = BTreeMap::new();
+        let mut previous: Option<String> = None;
+        for _ in 0..count {
+            let start = r.offset;
+            let header = r.varint("truncated in a shard header")?;
+            let tag = (header >> 1) & 0b11;
+            let value = header >> 3;
+            let id = if header & 1 == 0 {
+                if value >= 10u64.pow(STANDARD_DIGITS as u32) {
+                    return Err(r.malformed_at(start, "shard number out of range"));
+                }
+                format!("{STANDARD_PREFIX}{value:0width$}", width = STANDARD_DIGITS)
+            } else {
+                let len = usize::try_from(value)
+                    .map_err(|_| r.malformed_at(start, "shard id length out of range"))?;
+                let raw = r.take(len, "truncated in a shard id")?;
+                let id = std::str::from_utf8(raw)
+                    .map_err(|_| r.malformed_at(start, "shard id is not UTF-8"))?;
+                if id.is_empty() || standard_number(id).is_some() {
+                    return Err(r.malformed_at(start, "non-canonical shard id"));
+                }
+                id.to_owned()
+            };
+            if previous.as_deref().is_some_and(|p| p >= id.as_str()) {
+                return Err(r.malformed_at(start, "shards out of order"));
+            }
+
+            let progress = match tag {
+                TAG_AFTER | TAG_AFTER_SUB => {
+                    let seq_start = r.offset;
+                    let len = r.varint("truncated in a sequence number")?;
+                    if len > sequence::MAX_PACKED_LEN as u64 {
+                        return Err(r.malformed_at(seq_start, "sequence number too long"));
+                    }
+                    let packed = r.take(len as usize, "truncated in a sequence number")?;
+                    if packed.first() == Some(&0) {
+                        return Err(r.malformed_at(seq_start, "non-canonical sequence number"));
+                    }
+                    let seq = sequence::unpack(packed);
+                    if !sequence::is_valid(&seq) {
+                        return Err(r.malformed_at(seq_start, "invalid sequence number"));
+                    }
+                    let sub_sequence = if tag == TAG_AFTER_SUB {
+                        Some(r.varint("truncated in a sub-sequence number")?)
+                    } else {
+                        None
+                    };
+                    ShardProgress::After {
+                        sequence: seq,
+                        sub_sequence,
+                    }
+                }
+                TAG_FINISHED => ShardProgress::Finished,
+                _ => return Err(r.malformed_at(start, "unknown shard progress tag")),
+            };
+            shards.insert(id.clone(), progress);
+            previous = Some(id);
+        }
+        if r.offset != bytes.len() {
+            return Err(r.malformed_at(r.offset, "trailing bytes"));
+        }
+        Ok(Position { stream, shards })
+    }
+
+    /// [`Position::decode`], then checks that the position belongs to `stream`.
+    pub fn decode_for_stream(bytes: &[u8], stream: &str) -> Result<Position, PositionError> {
+        let position = Position::decode(bytes)?;
+        if position.stream != stream {
+            return Err(PositionError::OtherStream {
+                position_stream: position.stream,
+                configured_stream: stream.to_owned(),
+            });
+        }
+        Ok(position)
+    }
+}
+
+/// Incremental encoder for the hot path: keeps each shard's encoded entry and re-encodes only
+/// the shard that advanced, so producing a position per record costs one shard entry plus one
+/// copy of the cached entries. [`PositionEncoder::encode`] always equals
+/// [`Position::encode`] of [`PositionEncoder::snapshot`].
+#[derive(Debug, Clone)]
+pub struct PositionEncoder {
+    stream: String,
+    /// Version byte + stream name.
+    prefix: Vec<u8>,
+    slots: BTreeMap<String, Slot>,
+    /// The encoded entries of all shards, back to back in shard-id order.
+    body: Vec<u8>,
+    scratch: Vec<u8>,
+}
+
+#[derive(Debug, Clone)]
+struct Slot {
+    progress: ShardProgress,
+    start: usize,
+    len: usize,
+}
+
+impl PositionEncoder {
+    /// Starts from `initial`'s shard progress; the position is written for `stream` (the
+    /// caller checked `initial` with [`Position::decode_for_stream`], or `initial` is empty).
+    pub fn new(stream: &str, initial: &Position) -> Self {
+        let mut slots = BTreeMap::new();
+        let mut body = Vec::with_capacity(initial.shards.len() * 28);
+        for (id, progress) in &initial.shards {
+            let start = body.len();
+            encode_shard(&mut body, id, progress);
+            slots.insert(
+                id.clone(),
+                Slot {
+                    progress: progress.clone(),
+                    start,
+                    len: body.len() - start,
+                },
+            );
+        }
+        PositionEncoder {
+            stream: stream.to_owned(),
+            prefix: encode_prefix(stream),
+            slots,
+            body,
+            scratch: Vec::with_capacity(64),
+        }
+    }
+
+    /// Sets one shard's progress (adds the shard if it is new).
+    pub fn update(&mut self, shard: &str, progress: ShardProgress) {
+        debug_assert!(
+            match &progress {
+                ShardProgress::After { sequence, .. } => sequence::is_valid(sequence),
+                ShardProgress::Finished => true,
+            },
+            "invalid sequence number in {progress:?}"
+        );
+        self.scratch.clear();
+        encode_shard(&mut self.scratch, shard, &progress);
+        let new_len = self.scratch.len();
+
+        let (start, old_len) = match self.slots.get_mut(shard) {
+            Some(slot) => {
+                let old = (slot.start, slot.len);
+                slot.progress = progress;
+                slot.len = new_len;
+                old
+            }
+            None => {
+                let start = self
+                    .slots
+                    .range::<str, _>((Bound::Unbounded, Bound::Excluded(shard)))
+                    .next_back()
+                    .map_or(0, |(_, s)| s.start + s.len);
+                self.slots.insert(
+                    shard.to_owned(),
+                    Slot {
+                        progress,
+                        start,
+                        len: new_len,
+                    },
+                );
+                (start, 0)
+            }
+        };
+
+        if old_len == new_len {
+            self.body[start..start + new_len].copy_from_slice(&self.scratch);
+        } else {
+            self.body
+                .splice(start..start + old_len, self.scratch.iter().copied());
+            self.shift_after(shard, start + new_len, start + old_len);
+        }
+    }
+
+    /// Forgets a shard (e.g. one that expired past the stream's retention).
+    pub fn remove(&mut self, shard: &str) {
+        if let Some(slot) = self.slots.remove(shard) {
+            self.body.drain(slot.start..slot.start + slot.len);
+            self.shift_after(shard, slot.start, slot.start + slot.len);
+        }
+    }
+
+    /// Moves the entries after `shard` from starting at `old_end` to starting at `new_end`.
+    fn shift_after(&mut self, shard: &str, new_end: usize, old_end: usize) {
+        for (_, slot) in self
+            .slots
+            .range_mut::<str, _>((Bound::Excluded(shard), Bound::Unbounded))
+        {
+            slot.start = slot.start - old_end + new_end;
+        }
+    }
+
+    /// The position of the current state; equal to `self.snapshot().encode()`.
+    pub fn encode(&self) -> Vec<u8> {
+        assemble(&self.prefix, self.slots.len(), &self.body)
+    }
+
+    /// The current state.
+    pub fn snapshot(&self) -> Position {
+        Position {
+            stream: self.stream.clone(),
+            shards: self
+                .slots
+                .iter()
+                .map(|(id, slot)| (id.clone(), slot.progress.clone()))
+                .collect(),
+        }
+    }
+
+    /// One shard's current progress.
+    pub fn get(&self, shard: &str) -> Option<&ShardProgress> {
+        self.slots.get(shard).map(|slot| &slot.progress)
+    }
+}
+
+fn encode_prefix(stream: &str) -> Vec<u8> {
+    let mut out = Vec::with_capacity(stream.len() + 3);
+    out.push(MAGIC | VERSION);
+    put_varint(&mut out, stream.len() as u64);
+    out.extend_from_slice(stream.as_bytes());
+    out
+}
+
+fn assemble(prefix: &[u8], count: usize, body: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(prefix.len() + 10 + body.len());
+    out.extend_from_slice(prefix);
+    put_varint(&mut out, count as u64);
+    out.extend_from_slice(body);
+    out
+}
+
+/// The number of a standard shard id (`shardId-` + exactly 12 ASCII digits).
+fn standard_number(id: &str) -> Option<u64> {
+    let digits = id.strip_prefix(STANDARD_PREFIX)?.as_bytes();
+    if digits.len() != STANDARD_DIGITS || !digits.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    Some(
+        digits
+            .iter()
+            .fold(0u64, |n, d| n * 10 + u64::from(d - b'0')),
+    )
+}
+
+fn encode_shard(out: &mut Vec<u8>, id: &str, progress: &ShardProgress) {
+    let tag = match progress {
+        ShardProgress::After {
+            sub_sequence: None, ..
+        } => TAG_AFTER,
+        ShardProgress::After {
+            sub_sequence: Some(_),
+            ..
+        } => TAG_AFTER_SUB,
+        ShardProgress::Finished => TAG_FINISHED,
+    };
+    match standard_number(id) {
+        Some(n) => put_varint(out, (n << 3) | (tag << 1)),
+        None => {
+            put_varint(out, ((id.len() as u64) << 3) | (tag << 1) | 1);
+            out.extend_from_slice(id.as_bytes());
+        }
+    }
+    if let ShardProgress::After {
+        sequence,
+        sub_sequence,
+    } = progress
+    {
+        let packed = sequence::pack(sequence);
+        put_varint(out, packed.len() as u64);
+        out.extend_from_slice(&packed);
+        if let Some(sub) = sub_sequence {
+            put_varint(out, *sub);
+        }
+    }
+}
+
+fn put_varint(out: &mut Vec<u8>, mut value: u64) {
+    while value >= 0x80 {
+        out.push((value as u8) | 0x80);
+        value >>= 7;
+    }
+    out.push(value as u8);
+}
+
+struct Reader<'a> {
+    bytes: &'a [u8],
+    offset: usize,
+}
+
+impl<'a> Reader<'a> {
+    fn malformed_at(&self, offset: usize, reason: &'static str) -> PositionError {
+        PositionError::Malformed {
+            reason,
+            offset,
+            len: self.bytes.len(),
+        }
+    }
+
+    fn byte(&mut self, eof_reason: &'static str) -> Result<u8, PositionError> {
+        let b = *self
+            .bytes
+            .get(self.offset)
+            .ok_or_else(|| self.malformed_at(self.offset, eof_reason))?;
+        self.offset += 1;
+        Ok(b)
+    }
+
+    fn take(&mut self, len: usize, eof_reason: &'static str) -> Result<&'a [u8], PositionError> {
+        let end = self
+            .offset
+            .checked_add(len)
+            .filter(|&end| end <= self.bytes.len())
+            .ok_or_else(|| self.malformed_at(self.offset, eof_reason))?;
+        let out = &self.bytes[self.offset..end];
+        self.offset = end;
+        Ok(out)
+    }
+
+    /// A minimal-length LEB128 varint of at most 64 bits.
+    fn varint(&mut self, eof_reason: &'static str) -> Result<u64, PositionError> {
+        let start = self.offset;
+        let mut value = 0u64;
+        for i in 0..10 {
+            let b = self.byte(eof_reason)?;
+            let bits = u64::from(b & 0x7F);
+            if i == 9 && bits > 1 {
+                return Err(self.malformed_at(start, "varint overflows 64 bits"));
+            }
+            value |= bits << (7 * i);
+            if b & 0x80 == 0 {
+                if b == 0 && i > 0 {
+                    return Err(self.malformed_at(start, "non-minimal varint"));
+                }
+                return Ok(value);
+            }
+        }
+        Err(self.malformed_at(start, "varint longer than 10 bytes"))
+    }
+
+    fn string(&mut self, eof_reason: &'static str) -> Result<&'a str, PositionError> {
+        let start = self.offset;
+        let len = self.varint(eof_reason)?;
+        let len = usize::try_from(len).map_err(|_| self.malformed_at(start, eof_reason))?;
+        let raw = self.take(len, eof_reason)?;
+        std::str::from_utf8(raw).map_err(|_| self.malformed_at(start, "text is not UTF-8"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::rngs::StdRng;
+    use rand::{Rng, SeedableRng};
+
+    const SEQ_56: &str = "49656955519473916467716018592383429564417383584367116290";
+
+    fn after(seq: &str) -> ShardProgress {
+        ShardProgress::After {
+            sequence: seq.to_owned(),
+            sub_sequence: None,
+        }
+    }
+
+    fn after_sub(seq: &str, sub: u64) -> ShardProgress {
+        ShardProgress::After {
+            sequence: seq.to_owned(),
+            sub_sequence: Some(sub),
+        }
+    }
+
+    fn std_id(n: u64) -> String {
+        format!("shardId-{n:012}")
+    }
+
+    fn random_sequence(rng: &mut StdRng) -> String {
+        let len = match rng.random_range(0..10) {
+            0 => rng.random_range(1..=sequence::MAX_DIGITS),
+            1 => 1,
+            _ => 56,
+        };
+        if len == 1 {
+            return rng.random_range(0..10u8).to_string();
+        }
+        let mut s = String::new();
+        s.push(char::from(b'1' + rng.random_range(0..9u8)));
+        for _ in 1..len {
+            s.push(char::from(b'0' + rng.random_range(0..10u8)));
+        }
+        s
+    }
+
+    fn random_id(rng: &mut StdRng) -> String {
+        match rng.random_range(0..10) {
+            0 => format!("custom-{}", rng.random_range(0..50)),
+            1 => format!("shardId-{}", rng.random_range(0..50)), // 1-2 digits: not standard
+            2 => "shardId-99999999999x".to_owned(),
+            3 => format!("ünïcode-{}", rng.random_range(0..5)),
+            4 => std_id(999_999_999_999 - rng.random_range(0..3)),
+            _ => std_id(rng.random_range(0..300)),
+        }
+    }
+
+    fn random_progress(rng: &mut StdRng) -> ShardProgress {
+        match rng.random_range(0..4) {
+            0 => ShardProgress::Finished,
+            1 => after_sub(
+                &random_sequence(rng),
+                match rng.random_range(0..3) {
+                    0 => u64::MAX,
+                    1 => rng.random(),
+                    _ => rng.random_range(0..200),
+                },
+            ),
+            _ => after(&random_sequence(rng)),
+        }
+    }
+
+    fn random_position(rng: &mut StdRng) -> Position {
+        random_position_with(rng, 40)
+    }
+
+    fn random_position_with(rng: &mut StdRng, max_shards: usize) -> Position {
+        let mut p = Position::new(match rng.random_range(0..4) {
+            0 => String::new(),
+            1 => "a".repeat(200),
+            _ => format!("stream-{}", rng.random_range(0..100)),
+        });
+        for _ in 0..rng.random_range(0..max_shards) {
+            p.shards.insert(random_id(rng), random_progress(rng));
+        }
+        p
+    }
+
+    #[test]
+    fn round_trip_random_states() {
+        let mut rng = StdRng::seed_from_u64(42);
+        for _ in 0..1000 {
+            let p = random_position(&mut rng);
+            let bytes = p.encode();
+            let back = Position::decode(&bytes).unwrap_or_else(|e| panic!("{e}: {p:?}"));
+            assert_eq!(back, p);
+            assert_eq!(back.encode(), bytes, "canonical");
+        }
+    }
+
+    #[test]
+    fn empty_position_round_trips() {
+        let p = Position::default();
+        assert_eq!(p.encode(), vec![0xA1, 0, 0]);
+        assert_eq!(Position::decode(&p.encode()).unwrap(), p);
+    }
+
+    #[test]
+    fn known_encoding() {
+        let mut p = Position::new("s");
+        p.shards.insert(std_id(1), after("256"));
+        p.shards.insert(std_id(2), after_sub("0", 300));
+        p.shards.insert(std_id(3), ShardProgress::Finished);
+        p.shards.insert("x".to_owned(), ShardProgress::Finished);
+        assert_eq!(
+            p.encode(),
+            vec![
+                0xA1,
+                1,
+                b's',
+                4, //
+                1 << 3,
+                2,
+                1,
+                0, // shardId-...1 after 256
+                (2 << 3) | (1 << 1),
+                0,
+                0xAC,
+                0x02,                // shardId-...2 after 0 sub 300
+                (3 << 3) | (2 << 1), // shardId-...3 finished
+                (1 << 3) | (2 << 1) | 1,
+                b'x', // x finished
+            ]
+        );
+    }
+
+    #[test]
+    fn encoder_matches_full_encode_after_random_updates() {
+        let mut rng = StdRng::seed_from_u64(9);
+        for round in 0..100 {
+            let initial = if round % 2 == 0 {
+                random_position(&mut rng)
+            } else {
+                Position::default()
+            };
+            let mut model = Position {
+                stream: "orders".to_owned(),
+                shards: initial.shards.clone(),
+            };
+            let mut enc = PositionEncoder::new("orders", &initial);
+            assert_eq!(enc.encode(), model.encode());
+            for _ in 0..100 {
+                let id = if !model.shards.is_empty() && rng.random_bool(0.6) {
+                    let i = rng.random_range(0..model.shards.len());
+                    model.shards.keys().nth(i).unwrap().clone()
+                } else {
+                    random_id(&mut rng)
+                };
+                if rng.random_range(0..10) == 0 {
+                    enc.remove(&id);
+                    model.shards.remove(&id);
+                } else {
+                    let progress = random_progress(&mut rng);
+                    enc.update(&id, progress.clone());
+                    model.shards.insert(id.clone(), progress);
+                }
+                assert_eq!(enc.encode(), model.encode());
+                assert_eq!(enc.snapshot(), model);
+                assert_eq!(enc.get(&id), model.shards.get(&id));
+            }
+        }
+    }
+
+    #[test]
+    fn every_record_gets_a_distinct_position() {
+        // Records of four shards interleaved, some aggregated: every emitted position differs.
+        let mut enc = PositionEncoder::new("s", &Position::default());
+        let mut seen = std::collections::HashSet::new();
+        let mut rng = StdRng::seed_from_u64(1);
+        let mut seqs = [0u128; 4];
+        for _ in 0..2000 {
+            let shard = rng.random_range(0..4);
+            seqs[shard] += rng.random_range(1..1000);
+            let seq = format!("4965695551947391646771601859{:028}", seqs[shard]);
+            if rng.random_bool(0.3) {
+                for sub in 0..rng.random_range(1..5) {
+                    enc.update(&std_id(shard as u64), after_sub(&seq, sub));
+                    assert!(seen.insert(enc.encode()));
+                }
+            } else {
+                enc.update(&std_id(shard as u64), after(&seq));
+                assert!(seen.insert(enc.encode()));
+            }
+        }
+    }
+
+    #[test]
+    fn size_per_shard_with_standard_ids() {
+        let stream = "orders";
+        let header = Position::new(stream).encode().len();
+        assert_eq!(header, 1 + 1 + stream.len() + 1);
+        for shards in [1u64, 4, 16, 100, 500] {
+            let mut p = Position::new(stream);
+            for n in 0..shards {
+                p.shards.insert(std_id(n), after_sub(SEQ_56, 127));
+            }
+            let mut max56 = Position::new(stream);
+            for n in 0..shards {
+                max56
+                    .shards
+                    .insert(std_id(n), after_sub(&"9".repeat(56), 16_383));
+            }
+            let count_len = if shards < 128 { 1 } else { 2 } - 1;
+            for (label, p) in [("realistic", &p), ("largest 56-digit", &max56)] {
+                let per_shard = (p.encode().len() - header - count_len) as f64 / shards as f64;
+                eprintln!("{shards} shards, {label}: {per_shard:.2} bytes per shard");
+                assert!(per_shard <= 30.0, "{label}: {per_shard} bytes per shard");
+            }
+        }
+        // The table in the module docs.
+        let one = |n: u64, progress: ShardProgress| {
+            let mut p = Position::new(stream);
+            p.shards.insert(std_id(n), progress);
+            p.encode().len() - header
+        };
+        let big = "9".repeat(56);
+        assert_eq!(one(15, after(&big)), 26);
+        assert_eq!(one(2047, after(&big)), 27);
+        assert_eq!(one(262_143, after(&big)), 28);
+        assert_eq!(one(15, after_sub(&big, 127)), 27);
+        assert_eq!(one(2047, after_sub(&big, 16_383)), 29);
+        assert_eq!(one(262_143, after_sub(&big, 16_383)), 30);
+        assert_eq!(one(15, ShardProgress::Finished), 1);
+        assert_eq!(one(2047, ShardProgress::Finished), 2);
+    }
+
+    #[test]
+    fn future_version_is_rejected_with_upgrade_advice() {
+        let mut bytes = Position::new("s").encode();
+        bytes[0] = 0xA2;
+        let err = Position::decode(&bytes).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                PositionError::UnsupportedVersion {
+                    found: 2,
+                    supported: 1
+                }
+            ),
+            "{err:?}"
+        );
+        let msg = err.to_string();
+        assert!(msg.contains("version 2"), "{msg}");
+        assert!(msg.contains("version 1"), "{msg}");
+        assert!(msg.contains("upgrade the connector"), "{msg}");
+        // Even when the rest would not parse as version 1.
+        let err = Position::decode(&[0xAF, 0xFF]).unwrap_err();
+        assert!(matches!(
+            err,
+            PositionError::UnsupportedVersion { found: 15, .. }
+        ));
+    }
+
+    #[test]
+    fn foreign_and_empty_input_is_malformed() {
+        for bytes in [
+            &b""[..],
+            br#"{"shardId":"shardId-000000000000","sequenceNumber":"1"}"#,
+            &[0x01, 0, 0],
+            &[0xA0, 0, 0],
+            &[0x00],
+        ] {
+            let err = Position::decode(bytes).unwrap_err();
+            assert!(matches!(err, PositionError::Malformed { .. }), "{err:?}");
+        }
+        let msg = Position::decode(b"").unwrap_err().to_string();
+        assert!(msg.contains("empty position"), "{msg}");
+    }
+
+    #[test]
+    fn other_stream_names_both() {
+        let mut p = Position::new("orders");
+        p.shards.insert(std_id(0), after(SEQ_56));
+        let bytes = p.encode();
+        assert_eq!(Position::decode_for_stream(&bytes, "orders").unwrap(), p);
+        let err = Position::decode_for_stream(&bytes, "payments").unwrap_err();
+        let msg = err.to_string();
+        assert!(matches!(err, PositionError::OtherStream { .. }));
+        assert!(msg.contains("\"orders\""), "{msg}");
+        assert!(msg.contains("\"payments\""), "{msg}");
+        assert!(msg.contains("reset the pipeline's position"), "{msg}");
+        assert!(
+            msg.contains("point the connector at stream \"orders\""),
+            "{msg}"
+        );
+    }
+
+    #[test]
+    fn every_truncation_is_an_error() {
+        let mut rng = StdRng::seed_from_u64(5);
+        for _ in 0..200 {
+            let p = random_position_with(&mut rng, 8);
+            let bytes = p.encode();
+            for len in 0..bytes.len() {
+                let err = Position::decode(&bytes[..len]);
+                assert!(
+                    matches!(err, Err(PositionError::Malformed { .. })),
+                    "prefix of {len}/{} bytes: {err:?}",
+                    bytes.len()
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn trailing_bytes_are_rejected() {
+        let mut bytes = Position::new("s").encode();
+        bytes.push(0);
+        let err = Position::decode(&bytes).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                PositionError::Malformed {
+                    reason: "trailing bytes",
+                    ..
+                }
+            ),
+            "{err:?}"
+        );
+    }
+
+    #[test]
+    fn corruption_never_panics() {
+        let mut rng = StdRng::seed_from_u64(77);
+        for _ in 0..150 {
+            let p = random_position(&mut rng);
+            let bytes = p.encode();
+            for _ in 0..40 {
+                let mut bad = bytes.clone();
+                match rng.random_range(0..3) {
+                    0 => {
+                        let i = rng.random_range(0..bad.len());
+                        bad[i] ^= 1 << rng.random_range(0..8);
+                    }
+                    1 => {
+                        let i = rng.random_range(0..bad.len());
+                        bad[i] = rng.random();
+                    }
+                    _ => {
+                        let i = rng.random_range(0..=bad.len());
+                        bad.insert(i, rng.random());
+                    }
+                }
+                // Either an error or a different valid position that re-encodes to the same bytes.
+                if let Ok(q) = Position::decode(&bad) {
+                    assert_eq!(q.encode(), bad);
+                }
+            }
+        }
+        for _ in 0..20_000 {
+            let len = rng.random_range(0..64);
+            let mut junk: Vec<u8> = (0..len).map(|_| rng.random()).collect();
+            if let Some(b) = junk.first_mut() {
+                *b = 0xA1;
+            }
+            if let Ok(q) = Position::decode(&junk) {
+                assert_eq!(q.encode(), junk);
+            }
+        }
+    }
+
+    #[test]
+    fn invalid_fields_are_rejected() {
+        let reason = |bytes: &[u8]| match Position::decode(bytes) {
+            Err(PositionError::Malformed { reason, .. }) => reason,
+            other => panic!("{bytes:?}: {other:?}"),
+        };
+        // Sequence with a leading zero byte.
+        assert_eq!(
+            reason(&[0xA1, 0, 1, 0, 2, 0, 1]),
+            "non-canonical sequence number"
+        );
+        // 54 bytes of 0xFF: more than 129 digits.
+        let mut too_big = vec![0xA1, 0, 1, 0, 54];
+        too_big.extend([0xFF; 54]);
+        assert_eq!(reason(&too_big), "invalid sequence number");
+        let mut too_long = vec![0xA1, 0, 1, 0, 55];
+        too_long.extend([0x01; 55]);
+        assert_eq!(reason(&too_long), "sequence number too long");
+        // Unknown tag 3.
+        assert_eq!(reason(&[0xA1, 0, 1, 3 << 1]), "unknown shard progress tag");
+        // Duplicate / unordered shards.
+        assert_eq!(
+            reason(&[0xA1, 0, 2, 2 << 3 | 4, 1 << 3 | 4]),
+            "shards out of order"
+        );
+        assert_eq!(
+            reason(&[0xA1, 0, 2, 1 << 3 | 4, 1 << 3 | 4]),
+            "shards out of order"
+        );
+        // Standard id spelled as a string.
+        let mut spelled = vec![0xA1, 0, 1];
+        put_varint(&mut spelled, (20 << 3) | 4 | 1);
+        spelled.extend(b"shardId-000000000001");
+        assert_eq!(reason(&spelled), "non-canonical shard id");
+        // Shard number with 13 digits.
+        let mut big_n = vec![0xA1, 0, 1];
+        put_varint(&mut big_n, (10u64.pow(12) << 3) | 4);
+        assert_eq!(reason(&big_n), "shard number out of range");
+        // Non-minimal varint for the shard count.
+        assert_eq!(reason(&[0xA1, 0, 0x80, 0x00]), "non-minimal varint");
+        // Invalid UTF-8 stream name.
+        assert_eq!(reason(&[0xA1, 1, 0xFF, 0]), "text is not UTF-8");
+        // A shard count far larger than the input.
+        assert_eq!(
+            reason(&[0xA1, 0, 0xFF, 0xFF, 0xFF, 0xFF, 0x0F]),
+            "truncated in a shard header"
+        );
+        // 11-byte varint.
+        let mut long = vec![0xA1, 0];
+        long.extend([0xFF; 9]);
+        long.push(0x02);
+        assert_eq!(reason(&long), "varint overflows 64 bits");
+    }
+
+    #[test]
+    fn resume_and_covers() {
+        let plain = after("100");
+        assert_eq!(plain.resume(), Resume::AfterSequence("100"));
+        assert!(plain.covers("99", None));
+        assert!(plain.covers("100", None));
+        assert!(plain.covers("100", Some(7)));
+        assert!(!plain.covers("101", None));
+        assert!(!plain.covers("1000", Some(0)));
+
+        let inside = after_sub("100", 2);
+        assert_eq!(
+            inside.resume(),
+            Resume::AtSequence {
+                sequence: "100",
+                skip_through: 2
+            }
+        );
+        assert!(inside.covers("100", Some(0)));
+        assert!(inside.covers("100", Some(2)));
+        assert!(!inside.covers("100", Some(3)));
+        assert!(inside.covers("99", Some(50)));
+        assert!(!inside.covers("101", Some(0)));
+
+        // Long sequence numbers compare numerically, not as text.
+        let long = after(SEQ_56);
+        assert!(long.covers("9", None));
+        assert!(!long.covers(&format!("{SEQ_56}0"), None));
+
+        assert_eq!(ShardProgress::Finished.resume(), Resume::Finished);
+        assert!(ShardProgress::Finished.covers(SEQ_56, Some(1)));
+    }
+}
+
+#[cfg(test)]
+mod bench_tmp {
+    use super::*;
+    #[test]
+    #[ignore]
+    fn bench_encoder() {
+        for shards in [1u64, 4, 16, 64, 256] {
+            let mut p = Position::new("orders");
+            for n in 0..shards {
+                p.shards.insert(
+                    format!("shardId-{n:012}"),
+                    ShardProgress::After {
+                        sequence: "49656955519473916467716018592383429564417383584367116290".into(),
+                        sub_sequence: None,
+                    },
+                );
+            }
+            let mut enc = PositionEncoder::new("orders", &p);
+            let base: u128 = 49656955519473916467716018592383429;
+            let n = 200_000u64;
+            let t = std::time::Instant::now();
+            let mut total = 0usize;
+            for i in 0..n {
+                let seq = format!("{}{:021}", base, i);
+                enc.update(
+                    &format!("shardId-{:012}", i % shards),
+                    ShardProgress::After {
+                        sequence: seq,
+                        sub_sequence: None,
+                    },
+                );
+                total += enc.encode().len();
+            }
+            let per = t.elapsed() / n as u32;
+            let t2 = std::time::Instant::now();
+            for _ in 0..n / 10 {
+                std::hint::black_box(enc.snapshot().encode());
+            }
+            let full = t2.elapsed() / (n / 10) as u32;
+            eprintln!("{shards} shards: incremental {per:?}/record (incl. format!), full encode {full:?}, {} bytes", total / n as usize);
+        }
+    }
+}

@@ -1,0 +1,464 @@
+//! Reading one shard, by enhanced fan-out or by polling, into [`ShardEvent`]s.
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use aws_sdk_kinesis::error::{DisplayErrorContext, ProvideErrorMetadata};
+use aws_sdk_kinesis::primitives::DateTime;
+use aws_sdk_kinesis::types::{
+    Record as KinesisRecord, ShardIteratorType, StartingPosition, SubscribeToShardEventStream,
+};
+use aws_sdk_kinesis::Client;
+use tokio::sync::mpsc;
+
+use super::deaggregate::deaggregate;
+use super::position::{Resume, ShardProgress};
+use super::records::ReadRecord;
+use super::settings::InitialPosition;
+use crate::aws::StreamRef;
+
+/// What readers tell the source, in the order it happened on each shard.
+#[derive(Debug)]
+pub enum ShardEvent {
+    Record {
+        shard: Arc<str>,
+        record: ReadRecord,
+    },
+    /// Everything up to this sequence number was seen (an enhanced fan-out continuation).
+    Progress {
+        shard: Arc<str>,
+        sequence: String,
+    },
+    /// The shard is closed and was read to its end.
+    Finished {
+        shard: Arc<str>,
+    },
+    /// The shard is no longer listed (expired past retention): forget it.
+    Forget {
+        shard: Arc<str>,
+    },
+}
+
+/// Where a reader starts.
+#[derive(Debug, Clone)]
+pub enum StartFrom {
+    Resume(ShardProgress),
+    Initial(InitialPosition),
+    TrimHorizon,
+}
+
+/// Which shards are closed, kept current by the shard discovery.
+pub type ClosedShards = Arc<RwLock<HashMap<String, bool>>>;
+
+/// What every reader of a source shares.
+pub struct ReaderContext {
+    pub client: Client,
+    pub stream: StreamRef,
+    pub deaggregate: bool,
+    pub events: mpsc::Sender<ShardEvent>,
+    pub closed: ClosedShards,
+}
+
+/// The mode-specific part.
+#[derive(Debug, Clone)]
+pub enum Mode {
+    FanOut {
+        consumer_arn: String,
+        renew_after: Duration,
+        idle_timeout: Duration,
+    },
+    Polling {
+        interval: Duration,
+        limit: i32,
+    },
+}
+
+const MAX_BACKOFF: Duration = Duration::from_secs(10);
+/// How often a closed shard that looks idle is checked for its end (kinesis-local never
+/// signals the end of a closed shard on a subscription).
+const END_PROBE_INTERVAL: Duration = Duration::from_secs(2);
+
+/// Per-shard reading state shared by both modes.
+struct ShardCursor {
+    shard: Arc<str>,
+    /// The last fully or partly delivered position; drives resubscription.
+    progress: Option<ShardProgress>,
+    /// Records covered by the progress we resumed from are dropped once.
+    skip: Option<ShardProgress>,
+    start: StartFrom,
+}
+
+impl ShardCursor {
+    fn new(shard: Arc<str>, start: StartFrom) -> Self {
+        let progress = match &start {
+            StartFrom::Resume(p) => Some(p.clone()),
+            _ => None,
+        };
+        ShardCursor {
+            shard,
+            skip: progress.clone(),
+            progress,
+            start,
+        }
+    }
+
+    fn starting_position(&self) -> (ShardIteratorType, Option<String>, Option<i64>) {
+        match self.progress.as_ref().map(ShardProgress::resume) {
+            Some(Resume::AfterSequence(seq)) => (
+                ShardIteratorType::AfterSequenceNumber,
+                Some(seq.to_string()),
+                None,
+            ),
+            Some(Resume::AtSequence { sequence, .. }) => (
+                ShardIteratorType::AtSequenceNumber,
+                Some(sequence.to_string()),
+                None,
+            ),
+            // A finished shard is never read; trim horizon is harmless if it happens.
+            Some(Resume::Finished) | None => match &self.start {
+                StartFrom::Initial(InitialPosition::Latest) => {
+                    (ShardIteratorType::Latest, None, None)
+                }
+                StartFrom::Initial(InitialPosition::AtTimestamp(ms)) => {
+                    (ShardIteratorType::AtTimestamp, None, Some(*ms))
+                }
+                _ => (ShardIteratorType::TrimHorizon, None, None),
+            },
+        }
+    }
+
+    /// Splits a Kinesis record into events, dropping what the resumed position covers.
+    fn records(&mut self, record: KinesisRecord, deaggregate_enabled: bool) -> Vec<ReadRecord> {
+        let sequence = record.sequence_number;
+        let partition_key = record.partition_key.unwrap_or_default();
+        let arrival_ms = record
+            .approximate_arrival_timestamp
+            .and_then(|t| t.to_millis().ok());
+        let encryption_type = record.encryption_type.map(|e| e.as_str().to_string());
+        let data = record.data.into_inner();
+        let users = if deaggregate_enabled {
+            deaggregate(&partition_key, &data)
+        } else {
+            vec![super::deaggregate::UserRecord {
+                partition_key: partition_key.clone(),
+                explicit_hash_key: None,
+                data,
+                sub_sequence: None,
+            }]
+        };
+        let count = users.len();
+        let mut out = Vec::with_capacity(count);
+        for (index, user) in users.into_iter().enumerate() {
+            if let Some(skip) = &self.skip {
+                if skip.covers(&sequence, user.sub_sequence) {
+                    continue;
+                }
+                self.skip = None;
+            }
+            out.push(ReadRecord {
+                sequence: sequence.clone(),
+                sub_sequence: user.sub_sequence,
+                last_of_record: index + 1 == count,
+                partition_key: user.partition_key,
+                explicit_hash_key: user.explicit_hash_key,
+                data: user.data,
+                arrival_ms,
+                encryption_type: encryption_type.clone(),
+            });
+        }
+        // The whole Kinesis record is behind us now, even when all of it was skipped.
+        self.progress = Some(ShardProgress::After {
+            sequence,
+            sub_sequence: None,
+        });
+        out
+    }
+}
+
+/// Reads a shard until it is finished (returns `true`) or the reader is dropped.
+pub async fn run(context: Arc<ReaderContext>, mode: Mode, shard: String, start: StartFrom) -> bool {
+    let shard: Arc<str> = Arc::from(shard);
+    let mut cursor = ShardCursor::new(shard.clone(), start);
+    if matches!(cursor.progress, Some(ShardProgress::Finished)) {
+        return true;
+    }
+    let finished = match mode {
+        Mode::FanOut {
+            consumer_arn,
+            renew_after,
+            idle_timeout,
+        } => {
+            fan_out(
+                &context,
+                &mut cursor,
+                &consumer_arn,
+                renew_after,
+                idle_timeout,
+            )
+            .await
+        }
+        Mode::Polling { interval, limit } => poll(&context, &mut cursor, interval, limit).await,
+    };
+    if finished {
+        tracing::info!(shard = %shard, "shard read to its end");
+        let _ = context.events.send(ShardEvent::Finished { shard }).await;
+    }
+    finished
+}
+
+async fn send_records(
+    context: &ReaderContext,
+    cursor: &mut ShardCursor,
+    records: Vec<KinesisRecord>,
+) -> bool {
+    for record in records {
+        for read in cursor.records(record, context.deaggregate) {
+            let event = ShardEvent::Record {
+                shard: cursor.shard.clone(),
+                record: read,
+            };
+            if context.events.send(event).await.is_err() {
+                return false;
+            }
+        }
+    }
+    true
+}
+
+fn backoff(failures: u32) -> Duration {
+    let base = Duration::from_millis(500).saturating_mul(1 << failures.min(5));
+    base.min(MAX_BACKOFF)
+}
+
+fn is_closed(context: &ReaderContext, shard: &str) -> bool {
+    context
+        .closed
+        .read()
+        .map(|closed| closed.get(shard).copied().unwrap_or(false))
+        .unwrap_or(false)
+}
+
+/// Whether a closed shard has nothing after what was delivered: a GetRecords after the last
+/// delivered record returns no records and no next iterator.
+async fn read_to_end(context: &ReaderContext, cursor: &ShardCursor) -> bool {
+    let (kind, sequence, _) = cursor.starting_position();
+    let mut request = context
+        .client
+        .get_shard_iterator()
+        .shard_id(cursor.shard.as_ref())
+        .shard_iterator_type(match kind {
+            ShardIteratorType::Latest | ShardIteratorType::AtTimestamp => {
+                ShardIteratorType::TrimHorizon
+            }
+            other => other,
+        })
+        .set_starting_sequence_number(sequence);
+    request = match &context.stream.arn {
+        Some(arn) => request.stream_arn(arn),
+        None => request.stream_name(&context.stream.name),
+    };
+    let Ok(iterator) = request.send().await else {
+        return false;
+    };
+    let Some(iterator) = iterator.shard_iterator else {
+        return true;
+    };
+    match context
+        .client
+        .get_records()
+        .shard_iterator(iterator)
+        .limit(1)
+        .send()
+        .await
+    {
+        Ok(page) => page.records.is_empty() && page.next_shard_iterator.is_none(),
+        Err(_) => false,
+    }
+}
+
+async fn fan_out(
+    context: &ReaderContext,
+    cursor: &mut ShardCursor,
+    consumer_arn: &str,
+    renew_after: Duration,
+    idle_timeout: Duration,
+) -> bool {
+    let mut failures = 0u32;
+    loop {
+        let (kind, sequence, timestamp) = cursor.starting_position();
+        let position = StartingPosition::builder()
+            .r#type(kind.clone())
+            .set_sequence_number(sequence.clone())
+            .set_timestamp(timestamp.map(DateTime::from_millis))
+            .build()
+            .expect("type is set");
+        let subscribed = context
+            .client
+            .subscribe_to_shard()
+            .consumer_arn(consumer_arn)
+            .shard_id(cursor.shard.as_ref())
+            .starting_position(position)
+            .send()
+            .await;
+        let mut stream = match subscribed {
+            Ok(output) => output.event_stream,
+            Err(error) => {
+                failures += 1;
+                tracing::warn!(shard = %cursor.shard, error = %DisplayErrorContext(&error), "SubscribeToShard failed; retrying");
+                tokio::time::sleep(backoff(failures)).await;
+                continue;
+            }
+        };
+        tracing::debug!(shard = %cursor.shard, ?kind, sequence = sequence.as_deref().unwrap_or(""), "subscribed");
+        let renew_at = tokio::time::Instant::now() + renew_after;
+        let mut last_probe = tokio::time::Instant::now();
+        loop {
+            let next = tokio::select! {
+                _ = tokio::time::sleep_until(renew_at) => {
+                    tracing::debug!(shard = %cursor.shard, "renewing subscription before its 5-minute end");
+                    break;
+                }
+                next = tokio::time::timeout(idle_timeout, stream.recv()) => next,
+            };
+            match next {
+                Err(_) => {
+                    tracing::warn!(shard = %cursor.shard, "subscription idle; resubscribing");
+                    break;
+                }
+                // The server ended the subscription (after 5 minutes): resubscribe.
+                Ok(Ok(None)) => break,
+                Ok(Err(error)) => {
+                    let code = error.code().unwrap_or("").to_string();
+                    failures += 1;
+                    if code == "ResourceNotFoundException" && is_closed(context, &cursor.shard) {
+                        // A closed shard that expired meanwhile.
+                        return true;
+                    }
+                    tracing::warn!(shard = %cursor.shard, error = %DisplayErrorContext(&error), "subscription failed; resubscribing");
+                    tokio::time::sleep(backoff(failures)).await;
+                    break;
+                }
+                Ok(Ok(Some(SubscribeToShardEventStream::SubscribeToShardEvent(event)))) => {
+                    failures = 0;
+                    let had_records = !event.records.is_empty();
+                    if !send_records(context, cursor, event.records).await {
+                        return false;
+                    }
+                    let continuation = event.continuation_sequence_number;
+                    match (!continuation.is_empty()).then_some(continuation) {
+                        Some(continuation) => {
+                            if !matches!(&cursor.progress, Some(ShardProgress::After { sequence, sub_sequence: None }) if sequence == &continuation)
+                            {
+                                cursor.progress = Some(ShardProgress::After {
+                                    sequence: continuation.clone(),
+                                    sub_sequence: None,
+                                });
+                                // Only once nothing of a resumed aggregate is pending.
+                                if cursor.skip.is_none() {
+                                    let progress = ShardEvent::Progress {
+                                        shard: cursor.shard.clone(),
+                                        sequence: continuation,
+                                    };
+                                    if context.events.send(progress).await.is_err() {
+                                        return false;
+                                    }
+                                }
+                            }
+                        }
+                        // No continuation: the shard has ended (its children are in the event).
+                        None => return true,
+                    }
+                    if !had_records
+                        && last_probe.elapsed() >= END_PROBE_INTERVAL
+                        && is_closed(context, &cursor.shard)
+                    {
+                        last_probe = tokio::time::Instant::now();
+                        if read_to_end(context, cursor).await {
+                            return true;
+                        }
+                    }
+                }
+                Ok(Ok(Some(_))) => {}
+            }
+        }
+    }
+}
+
+async fn poll(
+    context: &ReaderContext,
+    cursor: &mut ShardCursor,
+    interval: Duration,
+    limit: i32,
+) -> bool {
+    let mut failures = 0u32;
+    let mut iterator: Option<String> = None;
+    loop {
+        let current = match iterator.take() {
+            Some(it) => it,
+            None => {
+                let (kind, sequence, timestamp) = cursor.starting_position();
+                let mut request = context
+                    .client
+                    .get_shard_iterator()
+                    .shard_id(cursor.shard.as_ref())
+                    .shard_iterator_type(kind)
+                    .set_starting_sequence_number(sequence)
+                    .set_timestamp(timestamp.map(DateTime::from_millis));
+                request = match &context.stream.arn {
+                    Some(arn) => request.stream_arn(arn),
+                    None => request.stream_name(&context.stream.name),
+                };
+                match request.send().await {
+                    Ok(output) => match output.shard_iterator {
+                        Some(it) => it,
+                        None => return true,
+                    },
+                    Err(error) => {
+                        failures += 1;
+                        tracing::warn!(shard = %cursor.shard, error = %DisplayErrorContext(&error), "GetShardIterator failed; retrying");
+                        tokio::time::sleep(backoff(failures)).await;
+                        continue;
+                    }
+                }
+            }
+        };
+        match context
+            .client
+            .get_records()
+            .shard_iterator(&current)
+            .limit(limit)
+            .send()
+            .await
+        {
+            Ok(page) => {
+                failures = 0;
+                let empty = page.records.is_empty();
+                if !send_records(context, cursor, page.records).await {
+                    return false;
+                }
+                match page.next_shard_iterator {
+                    None => return true,
+                    Some(next) => iterator = Some(next),
+                }
+                let caught_up = empty || page.millis_behind_latest == Some(0);
+                // At most 5 calls per second per shard; wait longer when there is nothing new.
+                let pause = if caught_up {
+                    interval
+                } else {
+                    Duration::from_millis(200)
+                };
+                tokio::time::sleep(pause).await;
+            }
+            Err(error) => {
+                failures += 1;
+                let code = error.code().unwrap_or("");
+                if code != "ExpiredIteratorException" {
+                    iterator = Some(current);
+                    tracing::warn!(shard = %cursor.shard, error = %DisplayErrorContext(&error), "GetRecords failed; retrying");
+                }
+                tokio::time::sleep(backoff(failures)).await;
+            }
+        }
+    }
+}

@@ -1,0 +1,434 @@
+//! The source against kinesis-local, driven over gRPC as Conduit drives it.
+
+mod support;
+
+use std::collections::{BTreeMap, HashSet};
+use std::time::Duration;
+
+use aws_sdk_kinesis::primitives::Blob;
+use conduit_connector_kinesis::proto::opencdc::v1::{data, Record};
+use support::kinesis_local::{unique_stream_name, KinesisLocal};
+use support::source::RunningSource;
+
+fn settings(kl: &KinesisLocal, stream: &str, extra: &[(&str, &str)]) -> Vec<(String, String)> {
+    let mut all: Vec<(String, String)> = vec![
+        ("aws.url".into(), kl.endpoint.clone()),
+        ("aws.region".into(), "us-east-1".into()),
+        ("aws.accessKeyId".into(), "test".into()),
+        ("aws.secretAccessKey".into(), "test".into()),
+        ("streamName".into(), stream.into()),
+        ("shardDiscoveryInterval".into(), "2s".into()),
+    ];
+    for (k, v) in extra {
+        all.retain(|(key, _)| key != k);
+        all.push((k.to_string(), v.to_string()));
+    }
+    all
+}
+
+fn refs(settings: &[(String, String)]) -> Vec<(&str, &str)> {
+    settings
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect()
+}
+
+async fn put(client: &aws_sdk_kinesis::Client, stream: &str, key: &str, data: &str) {
+    client
+        .put_record()
+        .stream_name(stream)
+        .partition_key(key)
+        .data(Blob::new(data.as_bytes().to_vec()))
+        .send()
+        .await
+        .expect("PutRecord");
+}
+
+fn payload(record: &Record) -> String {
+    match record
+        .payload
+        .as_ref()
+        .and_then(|p| p.after.as_ref())
+        .and_then(|d| d.data.as_ref())
+    {
+        Some(data::Data::RawData(bytes)) => String::from_utf8(bytes.clone()).unwrap(),
+        other => panic!("unexpected payload {other:?}"),
+    }
+}
+
+/// Writes `count` records over `keys` keys as "key:index" payloads.
+async fn put_numbered(
+    client: &aws_sdk_kinesis::Client,
+    stream: &str,
+    from: usize,
+    count: usize,
+    keys: usize,
+) {
+    for i in from..from + count {
+        let key = format!("k{}", i % keys);
+        put(client, stream, &key, &format!("{key}:{i}")).await;
+    }
+}
+
+fn check_per_key_order(records: &[Record]) {
+    let mut last: BTreeMap<String, usize> = BTreeMap::new();
+    for r in records {
+        let text = payload(r);
+        let (key, index) = text.split_once(':').unwrap();
+        let index: usize = index.parse().unwrap();
+        if let Some(previous) = last.insert(key.to_string(), index) {
+            assert!(previous < index, "key {key}: {index} after {previous}");
+        }
+    }
+}
+
+async fn reads_all_shards_then_resumes_exactly(mode: &str) {
+    let kl = KinesisLocal::start().await;
+    let stream = unique_stream_name("src");
+    kl.create_stream(&stream, 3).await;
+    let client = kl.client().await;
+    put_numbered(&client, &stream, 0, 60, 6).await;
+
+    let s = settings(
+        &kl,
+        &stream,
+        &[("readMode", mode), ("polling.interval", "200ms")],
+    );
+    let mut source = RunningSource::start(&refs(&s), None).await;
+    let first = source.records(60, Duration::from_secs(60)).await;
+    check_per_key_order(&first);
+    let payloads: HashSet<String> = first.iter().map(payload).collect();
+    assert_eq!(payloads.len(), 60, "duplicates in the first read");
+    let shards: HashSet<&str> = first
+        .iter()
+        .map(|r| r.metadata["kinesis.shardId"].as_str())
+        .collect();
+    assert!(shards.len() > 1, "records came from {shards:?} only");
+    for r in &first {
+        assert_eq!(r.metadata["kinesis.streamName"], stream);
+        assert_eq!(r.metadata["opencdc.collection"], stream);
+        let key = payload(r).split_once(':').unwrap().0.to_string();
+        assert_eq!(r.metadata["kinesis.partitionKey"], key);
+        assert!(r.metadata["kinesis.sequenceNumber"].len() > 20);
+        assert!(
+            r.metadata["opencdc.createdAt"].parse::<i128>().unwrap() > 1_600_000_000_000_000_000
+        );
+        assert!(
+            matches!(r.key.as_ref().unwrap().data, Some(data::Data::RawData(ref k)) if k == key.as_bytes())
+        );
+    }
+    let positions: HashSet<&Vec<u8>> = first.iter().map(|r| &r.position).collect();
+    assert_eq!(positions.len(), 60, "positions are not unique");
+
+    // Conduit acknowledged the first 25 only; then the pipeline stops.
+    let acked = first[24].position.clone();
+    source
+        .ack(first[..25].iter().map(|r| r.position.clone()).collect())
+        .await;
+    let last = source.stop().await;
+    assert_eq!(
+        last, first[59].position,
+        "Stop must return the last record sent"
+    );
+    source.teardown().await;
+
+    // More records arrive while the pipeline is down.
+    put_numbered(&client, &stream, 60, 30, 6).await;
+
+    let mut resumed = RunningSource::start(&refs(&s), Some(acked)).await;
+    let rest = resumed.records(65, Duration::from_secs(60)).await;
+    let extra = resumed.drain(Duration::from_secs(3)).await;
+    assert!(
+        extra.is_empty(),
+        "{} records beyond the unacked remainder",
+        extra.len()
+    );
+    let expected: HashSet<String> = first[25..]
+        .iter()
+        .map(payload)
+        .chain((60..90).map(|i| format!("k{}:{i}", i % 6)))
+        .collect();
+    let got: Vec<String> = rest.iter().map(payload).collect();
+    assert_eq!(got.len(), expected.len());
+    assert_eq!(got.iter().cloned().collect::<HashSet<_>>(), expected);
+    check_per_key_order(&rest);
+    resumed.teardown().await;
+}
+
+#[tokio::test]
+async fn fanout_reads_every_shard_and_resumes_exactly() {
+    reads_all_shards_then_resumes_exactly("fanout").await;
+}
+
+#[tokio::test]
+async fn polling_reads_every_shard_and_resumes_exactly() {
+    reads_all_shards_then_resumes_exactly("polling").await;
+}
+
+async fn open_shards(
+    client: &aws_sdk_kinesis::Client,
+    stream: &str,
+) -> Vec<aws_sdk_kinesis::types::Shard> {
+    client
+        .list_shards()
+        .stream_name(stream)
+        .send()
+        .await
+        .unwrap()
+        .shards
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|s| {
+            s.sequence_number_range
+                .as_ref()
+                .and_then(|r| r.ending_sequence_number.as_ref())
+                .is_none()
+        })
+        .collect()
+}
+
+async fn resharding_keeps_every_record_in_key_order(mode: &str) {
+    let kl = KinesisLocal::start().await;
+    let stream = unique_stream_name("reshard");
+    kl.create_stream(&stream, 2).await;
+    let client = kl.client().await;
+    let keys = 8;
+    put_numbered(&client, &stream, 0, 40, keys).await;
+    let s = settings(
+        &kl,
+        &stream,
+        &[("readMode", mode), ("polling.interval", "200ms")],
+    );
+    let mut source = RunningSource::start(&refs(&s), None).await;
+    let mut all = source.records(40, Duration::from_secs(60)).await;
+
+    // Split the first open shard in two.
+    let shards = open_shards(&client, &stream).await;
+    let first = &shards[0];
+    let range = first.hash_key_range.as_ref().unwrap();
+    let start: u128 = range.starting_hash_key.parse().unwrap();
+    let end: u128 = range.ending_hash_key.parse().unwrap();
+    client
+        .split_shard()
+        .stream_name(&stream)
+        .shard_to_split(&first.shard_id)
+        .new_starting_hash_key((start + (end - start) / 2).to_string())
+        .send()
+        .await
+        .expect("SplitShard");
+    kl.wait_stream_active(&stream).await;
+    put_numbered(&client, &stream, 40, 40, keys).await;
+    all.extend(source.records(40, Duration::from_secs(60)).await);
+
+    // Merge two adjacent open shards.
+    let mut shards = open_shards(&client, &stream).await;
+    shards.sort_by_key(|s| {
+        s.hash_key_range
+            .as_ref()
+            .unwrap()
+            .starting_hash_key
+            .parse::<u128>()
+            .unwrap()
+    });
+    client
+        .merge_shards()
+        .stream_name(&stream)
+        .shard_to_merge(&shards[0].shard_id)
+        .adjacent_shard_to_merge(&shards[1].shard_id)
+        .send()
+        .await
+        .expect("MergeShards");
+    kl.wait_stream_active(&stream).await;
+    put_numbered(&client, &stream, 80, 40, keys).await;
+    all.extend(source.records(40, Duration::from_secs(60)).await);
+
+    // Scale the whole stream.
+    client
+        .update_shard_count()
+        .stream_name(&stream)
+        .target_shard_count(4)
+        .scaling_type(aws_sdk_kinesis::types::ScalingType::UniformScaling)
+        .send()
+        .await
+        .expect("UpdateShardCount");
+    kl.wait_stream_active(&stream).await;
+    put_numbered(&client, &stream, 120, 40, keys).await;
+    all.extend(source.records(40, Duration::from_secs(90)).await);
+
+    let extra = source.drain(Duration::from_secs(3)).await;
+    assert!(extra.is_empty(), "{} duplicate records", extra.len());
+    let unique: HashSet<String> = all.iter().map(payload).collect();
+    assert_eq!(unique.len(), 160);
+    check_per_key_order(&all);
+    source.teardown().await;
+}
+
+#[tokio::test]
+async fn fanout_follows_split_merge_and_scaling() {
+    resharding_keeps_every_record_in_key_order("fanout").await;
+}
+
+#[tokio::test]
+async fn polling_follows_split_merge_and_scaling() {
+    resharding_keeps_every_record_in_key_order("polling").await;
+}
+
+#[tokio::test]
+async fn consumer_is_reused_and_deregistered_on_delete() {
+    use conduit_connector_kinesis::proto::connector::v2::source;
+    let kl = KinesisLocal::start().await;
+    let stream = unique_stream_name("consumer");
+    kl.create_stream(&stream, 1).await;
+    let client = kl.client().await;
+    let arn = client
+        .describe_stream_summary()
+        .stream_name(&stream)
+        .send()
+        .await
+        .unwrap()
+        .stream_description_summary
+        .unwrap()
+        .stream_arn;
+    let consumers = || async {
+        client
+            .list_stream_consumers()
+            .stream_arn(&arn)
+            .send()
+            .await
+            .unwrap()
+            .consumers
+            .unwrap_or_default()
+            .into_iter()
+            .map(|c| c.consumer_name)
+            .collect::<Vec<_>>()
+    };
+    let s = settings(&kl, &stream, &[]);
+    for _ in 0..2 {
+        let source = RunningSource::start(&refs(&s), None).await;
+        source.teardown().await;
+    }
+    // Derived from CONDUIT_CONNECTOR_ID (pipeline:kinesis in the harness), registered once.
+    assert_eq!(
+        consumers().await,
+        vec!["conduit-pipeline-kinesis".to_string()]
+    );
+
+    // Deleting the connector: OnDeleted arrives without Configure.
+    let plugin = support::plugin::PluginProcess::start_for_run().await;
+    let map = support::plugin::config(&refs(&s));
+    plugin
+        .source()
+        .lifecycle_on_deleted(source::lifecycle::on_deleted::Request { config: map })
+        .await
+        .expect("OnDeleted");
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while !consumers().await.is_empty() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "consumer still registered"
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+}
+
+#[tokio::test]
+async fn stop_without_records_is_empty_and_teardown_is_fast() {
+    let kl = KinesisLocal::start().await;
+    let stream = unique_stream_name("idle");
+    kl.create_stream(&stream, 4).await;
+    let s = settings(&kl, &stream, &[]);
+    let source = RunningSource::start(&refs(&s), None).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(source.stop().await.is_empty());
+    let started = std::time::Instant::now();
+    source.teardown().await;
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "teardown took {:?}",
+        started.elapsed()
+    );
+}
+
+#[tokio::test]
+async fn a_position_from_another_stream_is_refused() {
+    let kl = KinesisLocal::start().await;
+    let a = unique_stream_name("a");
+    let b = unique_stream_name("b");
+    kl.create_stream(&a, 1).await;
+    kl.create_stream(&b, 1).await;
+    let client = kl.client().await;
+    put(&client, &a, "k", "x").await;
+    let sa = settings(
+        &kl,
+        &a,
+        &[("readMode", "polling"), ("polling.interval", "200ms")],
+    );
+    let mut source = RunningSource::start(&refs(&sa), None).await;
+    let record = source.records(1, Duration::from_secs(30)).await.remove(0);
+    source.teardown().await;
+    let sb = settings(&kl, &b, &[("readMode", "polling")]);
+    let err = RunningSource::try_start(&refs(&sb), Some(record.position))
+        .await
+        .err()
+        .unwrap();
+    assert!(err.contains(&a) && err.contains(&b), "{err}");
+    let err = RunningSource::try_start(&refs(&sb), Some(b"garbage".to_vec()))
+        .await
+        .err()
+        .unwrap();
+    assert!(err.starts_with("Open:"), "{err}");
+}
+
+/// All resharding happens before the source starts, so children hold records that must not
+/// be delivered before their parents' records.
+#[tokio::test]
+async fn children_are_read_only_after_their_parents() {
+    let kl = KinesisLocal::start().await;
+    let stream = unique_stream_name("lineage");
+    kl.create_stream(&stream, 2).await;
+    let client = kl.client().await;
+    let keys = 8;
+    put_numbered(&client, &stream, 0, 40, keys).await;
+    let shards = open_shards(&client, &stream).await;
+    let range = shards[0].hash_key_range.as_ref().unwrap();
+    let start: u128 = range.starting_hash_key.parse().unwrap();
+    let end: u128 = range.ending_hash_key.parse().unwrap();
+    client
+        .split_shard()
+        .stream_name(&stream)
+        .shard_to_split(&shards[0].shard_id)
+        .new_starting_hash_key((start + (end - start) / 2).to_string())
+        .send()
+        .await
+        .expect("SplitShard");
+    kl.wait_stream_active(&stream).await;
+    put_numbered(&client, &stream, 40, 40, keys).await;
+    client
+        .update_shard_count()
+        .stream_name(&stream)
+        .target_shard_count(2)
+        .scaling_type(aws_sdk_kinesis::types::ScalingType::UniformScaling)
+        .send()
+        .await
+        .expect("UpdateShardCount");
+    kl.wait_stream_active(&stream).await;
+    put_numbered(&client, &stream, 80, 40, keys).await;
+
+    for mode in ["fanout", "polling"] {
+        let s = settings(
+            &kl,
+            &stream,
+            &[("readMode", mode), ("polling.interval", "200ms")],
+        );
+        let mut source = RunningSource::start(&refs(&s), None).await;
+        let all = source.records(120, Duration::from_secs(90)).await;
+        let extra = source.drain(Duration::from_secs(3)).await;
+        assert!(
+            extra.is_empty(),
+            "{mode}: {} duplicate records",
+            extra.len()
+        );
+        check_per_key_order(&all);
+        source.teardown().await;
+    }
+}
