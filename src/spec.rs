@@ -222,7 +222,8 @@ fn source_read_params() -> Vec<Param> {
         Param::new(
             SUBSCRIPTION_RENEW_AFTER,
             ParamType::Duration,
-            "fanout mode: renew each shard subscription after this long, before Kinesis ends it at 5 minutes.",
+            "fanout mode: renew each shard subscription after this long, before Kinesis ends it at 5 \
+             minutes (values of 5m or more leave it to Kinesis; the reader then resubscribes right after).",
         )
         .default("4m30s"),
         Param::new(

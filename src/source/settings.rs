@@ -48,7 +48,7 @@ pub struct SourceSettings {
     pub batch_delay: Duration,
 }
 
-/// Five minutes is when Kinesis ends a subscription; renewing must happen before.
+/// Kinesis ends every subscription after five minutes.
 const SUBSCRIPTION_LIFETIME: Duration = Duration::from_secs(300);
 
 fn duration(values: &Values, name: &str, errors: &mut Vec<ConfigError>) -> Duration {
@@ -149,10 +149,10 @@ impl SourceSettings {
         };
 
         let renew_after = duration(values, SUBSCRIPTION_RENEW_AFTER, &mut errors);
-        if renew_after >= SUBSCRIPTION_LIFETIME || renew_after < Duration::from_secs(10) {
+        if renew_after > 2 * SUBSCRIPTION_LIFETIME || renew_after < Duration::from_secs(10) {
             errors.push(ConfigError::invalid(
                 SUBSCRIPTION_RENEW_AFTER,
-                "must be at least 10s and less than 5m (Kinesis ends subscriptions after 5 minutes)",
+                "must be between 10s and 10m (Kinesis ends subscriptions after 5 minutes itself)",
             ));
         }
         let idle_timeout = duration(values, SUBSCRIPTION_IDLE_TIMEOUT, &mut errors);
@@ -281,7 +281,9 @@ mod tests {
             }
         );
         assert!(settings(&[(READ_MODE, "polling"), (POLLING_INTERVAL, "100ms")]).is_err());
-        assert!(settings(&[(SUBSCRIPTION_RENEW_AFTER, "5m")]).is_err());
+        assert!(settings(&[(SUBSCRIPTION_RENEW_AFTER, "11m")]).is_err());
+        assert!(settings(&[(SUBSCRIPTION_RENEW_AFTER, "5s")]).is_err());
+        assert!(settings(&[(SUBSCRIPTION_RENEW_AFTER, "6m")]).is_ok());
         assert!(settings(&[
             (CONSUMER_NAME, "a"),
             (
