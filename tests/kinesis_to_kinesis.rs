@@ -56,7 +56,9 @@ async fn records_survive_a_round_trip_through_a_stream() {
     with_unwrap.push(("readMode", "polling"));
     with_unwrap.push(("polling.interval", "200ms"));
     let mut source = RunningSource::start(&with_unwrap, None).await;
-    let mut received = source.records(originals.len(), Duration::from_secs(60)).await;
+    let mut received = source
+        .records(originals.len(), Duration::from_secs(60))
+        .await;
     source.teardown().await;
 
     // Shards interleave; compare by the original position carried in the payload's record.
@@ -64,7 +66,10 @@ async fn records_survive_a_round_trip_through_a_stream() {
     let mut expected = originals.clone();
     expected.sort_by_key(|r| r.metadata["trace"].clone());
     for (got, want) in received.iter().zip(&expected) {
-        assert_ne!(got.position, want.position, "the source gives its own positions");
+        assert_ne!(
+            got.position, want.position,
+            "the source gives its own positions"
+        );
         assert_eq!(got.operation, want.operation);
         assert_eq!(got.metadata, want.metadata);
         assert_eq!(got.key, want.key);

@@ -432,3 +432,158 @@ async fn children_are_read_only_after_their_parents() {
         source.teardown().await;
     }
 }
+
+/// Aggregates with the independent Python implementation (aws-kinesis-agg) in .tools/kpl-venv.
+fn kpl_aggregate(records: &[(String, String)], max_size: usize) -> Vec<(String, Vec<u8>)> {
+    use base64::Engine as _;
+    use std::io::Write as _;
+    let root = support::repo_root();
+    let mut child = std::process::Command::new(root.join(".tools/kpl-venv/bin/python"))
+        .arg(root.join("test/kpl/aggregate.py"))
+        .args(["--max-size", &max_size.to_string()])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("run test/kpl/aggregate.py (run test/setup.sh first)");
+    let mut input = String::new();
+    for (key, data) in records {
+        let b64 = base64::engine::general_purpose::STANDARD.encode(data);
+        input.push_str(
+            &serde_json::json!({"partition_key": key, "explicit_hash_key": null, "data_b64": b64})
+                .to_string(),
+        );
+        input.push('\n');
+    }
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(input.as_bytes())
+        .unwrap();
+    let output = child.wait_with_output().unwrap();
+    assert!(output.status.success());
+    String::from_utf8(output.stdout)
+        .unwrap()
+        .lines()
+        .map(|line| {
+            let v: serde_json::Value = serde_json::from_str(line).unwrap();
+            let data = base64::engine::general_purpose::STANDARD
+                .decode(v["data_b64"].as_str().unwrap())
+                .unwrap();
+            (v["partition_key"].as_str().unwrap().to_string(), data)
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn kpl_aggregated_records_come_out_as_user_records_and_resume_inside_an_aggregate() {
+    let kl = KinesisLocal::start().await;
+    let stream = unique_stream_name("kpl");
+    kl.create_stream(&stream, 1).await;
+    let client = kl.client().await;
+    let users: Vec<(String, String)> = (0..30)
+        .map(|i| (format!("user-{}", i % 5), format!("k{}:{i}", i % 5)))
+        .collect();
+    // Small aggregates: several Kinesis records of several user records each.
+    let blobs = kpl_aggregate(&users, 200);
+    assert!(blobs.len() > 2, "aggregator made {} records", blobs.len());
+    for (key, data) in &blobs {
+        client
+            .put_record()
+            .stream_name(&stream)
+            .partition_key(key)
+            .data(Blob::new(data.clone()))
+            .send()
+            .await
+            .unwrap();
+    }
+    let s = settings(&kl, &stream, &[]);
+    let mut source = RunningSource::start(&refs(&s), None).await;
+    let records = source.records(30, Duration::from_secs(60)).await;
+    let got: Vec<String> = records.iter().map(payload).collect();
+    let want: Vec<String> = users.iter().map(|(_, d)| d.clone()).collect();
+    assert_eq!(got, want, "user records in order");
+    for (record, (key, _)) in records.iter().zip(&users) {
+        assert_eq!(&record.metadata["kinesis.partitionKey"], key);
+        assert!(record.metadata.contains_key("kinesis.subSequenceNumber"));
+    }
+    // Conduit acked up to the middle of an aggregate; a restart continues inside it.
+    let middle = records
+        .iter()
+        .position(|r| r.metadata["kinesis.subSequenceNumber"] == "1")
+        .expect("an aggregate with at least two user records");
+    let acked = records[middle].position.clone();
+    source.teardown().await;
+    let mut resumed = RunningSource::start(&refs(&s), Some(acked)).await;
+    let rest = resumed
+        .records(30 - middle - 1, Duration::from_secs(60))
+        .await;
+    assert!(resumed.drain(Duration::from_secs(3)).await.is_empty());
+    let rest: Vec<String> = rest.iter().map(payload).collect();
+    assert_eq!(rest, want[middle + 1..].to_vec());
+    resumed.teardown().await;
+
+    // With de-aggregation off, the aggregates arrive as they are.
+    let s = settings(&kl, &stream, &[("deaggregate", "false")]);
+    let mut raw = RunningSource::start(&refs(&s), None).await;
+    let whole = raw.records(blobs.len(), Duration::from_secs(60)).await;
+    assert!(whole
+        .iter()
+        .all(|r| !r.metadata.contains_key("kinesis.subSequenceNumber")));
+    raw.teardown().await;
+}
+
+/// Starting at LATEST while a closed parent exists: the parent is skipped (nothing new can
+/// reach it) and its children are read, so new records are delivered and old ones are not.
+#[tokio::test]
+async fn latest_start_reads_only_new_records_even_after_a_reshard() {
+    let kl = KinesisLocal::start().await;
+    let stream = unique_stream_name("latest");
+    kl.create_stream(&stream, 1).await;
+    let client = kl.client().await;
+    put_numbered(&client, &stream, 0, 10, 4).await;
+    let shards = open_shards(&client, &stream).await;
+    let range = shards[0].hash_key_range.as_ref().unwrap();
+    let start: u128 = range.starting_hash_key.parse().unwrap();
+    let end: u128 = range.ending_hash_key.parse().unwrap();
+    client
+        .split_shard()
+        .stream_name(&stream)
+        .shard_to_split(&shards[0].shard_id)
+        .new_starting_hash_key((start + (end - start) / 2).to_string())
+        .send()
+        .await
+        .unwrap();
+    kl.wait_stream_active(&stream).await;
+    put_numbered(&client, &stream, 10, 10, 4).await;
+
+    for mode in ["fanout", "polling"] {
+        let s = settings(
+            &kl,
+            &stream,
+            &[
+                ("startPosition", "latest"),
+                ("readMode", mode),
+                ("polling.interval", "200ms"),
+            ],
+        );
+        let mut source = RunningSource::start(&refs(&s), None).await;
+        // Give every reader time to subscribe before writing.
+        tokio::time::sleep(Duration::from_secs(4)).await;
+        let from = if mode == "fanout" { 20 } else { 30 };
+        put_numbered(&client, &stream, from, 10, 4).await;
+        let records = source.records(10, Duration::from_secs(60)).await;
+        let extra = source.drain(Duration::from_secs(3)).await;
+        assert!(
+            extra.is_empty(),
+            "{mode}: {} unexpected records",
+            extra.len()
+        );
+        let got: HashSet<String> = records.iter().map(payload).collect();
+        let want: HashSet<String> = (from..from + 10)
+            .map(|i| format!("k{}:{i}", i % 4))
+            .collect();
+        assert_eq!(got, want, "{mode}");
+        source.teardown().await;
+    }
+}

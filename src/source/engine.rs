@@ -163,14 +163,28 @@ async fn coordinate(
     let mut progress: HashMap<String, ShardProgress> = position.shards.into_iter().collect();
     let mut first_listing: Option<BTreeSet<String>> = None;
     let fresh_start = progress.is_empty();
+    let opened_at_ms = (time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as i64;
     let mut running = ReaderGuard(HashMap::new());
     let (done_tx, mut done_rx) = mpsc::unbounded_channel::<String>();
     loop {
         match super::shards::list(&context.client, &context.stream).await {
             Ok(shards) => {
                 update_closed(&context.closed, &shards);
-                if fresh_start && first_listing.is_none() {
+                let first_pass = fresh_start && first_listing.is_none();
+                if first_pass {
                     first_listing = Some(shards.iter().map(|s| s.id.clone()).collect());
+                    if initial == InitialPosition::Latest {
+                        // Nothing new can reach a closed shard: skip it so its children start
+                        // at LATEST right away.
+                        for shard in shards.iter().filter(|s| s.closed) {
+                            finished.insert(shard.id.clone());
+                            progress.insert(shard.id.clone(), ShardProgress::Finished);
+                            let event = ShardEvent::Finished {
+                                shard: Arc::from(shard.id.as_str()),
+                            };
+                            let _ = context.events.send(event).await;
+                        }
+                    }
                 }
                 for id in lineage::expired(
                     &shards,
@@ -200,7 +214,14 @@ async fn coordinate(
                     }
                     let start = match (progress.get(&id), fresh.get(&id)) {
                         (Some(p), _) => StartFrom::Resume(p.clone()),
-                        (None, Some(StartAt::Initial)) => StartFrom::Initial(initial),
+                        // LATEST means "from when the pipeline started": a shard of the first
+                        // listing that can only start later starts at that time.
+                        (None, Some(StartAt::Initial)) => match initial {
+                            InitialPosition::Latest if !first_pass => {
+                                StartFrom::Initial(InitialPosition::AtTimestamp(opened_at_ms))
+                            }
+                            _ => StartFrom::Initial(initial),
+                        },
                         (None, _) => StartFrom::TrimHorizon,
                     };
                     tracing::debug!(shard = %id, ?start, "starting shard reader");

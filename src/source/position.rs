@@ -26,7 +26,8 @@
 //! ```
 //!
 //! A sequence number is stored as its minimal big-endian integer (see [`super::sequence`]):
-//! a 56-digit one takes 23 or 24 bytes. Bytes per shard with a standard id:
+//! a 56-digit one takes 24 bytes (23 below 2^184 ≈ 2.5e55; Kinesis' start with 49...). Bytes
+//! per shard with a standard id and a 24-byte sequence:
 //!
 //! | shard progress                      | shard number < 16 | < 2048 | < 262144 |
 //! |-------------------------------------|-------------------|--------|----------|
@@ -35,8 +36,9 @@
 //! | same, with sub-sequence < 16384     | 28                | 29     | 30       |
 //! | finished                            | 1                 | 2      | 3        |
 //!
-//! plus 3 bytes + the stream name once. A non-standard shard id costs its length + 1 to 2 bytes
-//! instead of the 1 to 3 byte header.
+//! plus, once, the stream name and 3 bytes (with fewer than 128 shards and a name shorter than
+//! 128 bytes). A non-standard shard id costs its length + 1 to 2 bytes instead of the 1 to 3
+//! byte header.
 //!
 //! The version byte keeps the high nibble `0xA`: `0xA2`..`0xAF` are future versions, which this
 //! connector rejects with [`PositionError::UnsupportedVersion`] (version 15 is reserved to
@@ -1033,49 +1035,5 @@ mod tests {
 
         assert_eq!(ShardProgress::Finished.resume(), Resume::Finished);
         assert!(ShardProgress::Finished.covers(SEQ_56, Some(1)));
-    }
-}
-
-#[cfg(test)]
-mod bench_tmp {
-    use super::*;
-    #[test]
-    #[ignore]
-    fn bench_encoder() {
-        for shards in [1u64, 4, 16, 64, 256] {
-            let mut p = Position::new("orders");
-            for n in 0..shards {
-                p.shards.insert(
-                    format!("shardId-{n:012}"),
-                    ShardProgress::After {
-                        sequence: "49656955519473916467716018592383429564417383584367116290".into(),
-                        sub_sequence: None,
-                    },
-                );
-            }
-            let mut enc = PositionEncoder::new("orders", &p);
-            let base: u128 = 49656955519473916467716018592383429;
-            let n = 200_000u64;
-            let t = std::time::Instant::now();
-            let mut total = 0usize;
-            for i in 0..n {
-                let seq = format!("{}{:021}", base, i);
-                enc.update(
-                    &format!("shardId-{:012}", i % shards),
-                    ShardProgress::After {
-                        sequence: seq,
-                        sub_sequence: None,
-                    },
-                );
-                total += enc.encode().len();
-            }
-            let per = t.elapsed() / n as u32;
-            let t2 = std::time::Instant::now();
-            for _ in 0..n / 10 {
-                std::hint::black_box(enc.snapshot().encode());
-            }
-            let full = t2.elapsed() / (n / 10) as u32;
-            eprintln!("{shards} shards: incremental {per:?}/record (incl. format!), full encode {full:?}, {} bytes", total / n as usize);
-        }
     }
 }

@@ -242,18 +242,18 @@ fn is_closed(context: &ReaderContext, shard: &str) -> bool {
 /// Whether a closed shard has nothing after what was delivered: a GetRecords after the last
 /// delivered record returns no records and no next iterator.
 async fn read_to_end(context: &ReaderContext, cursor: &ShardCursor) -> bool {
-    let (kind, sequence, _) = cursor.starting_position();
+    let (kind, sequence, timestamp) = cursor.starting_position();
+    if kind == ShardIteratorType::Latest {
+        // Nothing was delivered and nothing new can arrive on a closed shard.
+        return true;
+    }
     let mut request = context
         .client
         .get_shard_iterator()
         .shard_id(cursor.shard.as_ref())
-        .shard_iterator_type(match kind {
-            ShardIteratorType::Latest | ShardIteratorType::AtTimestamp => {
-                ShardIteratorType::TrimHorizon
-            }
-            other => other,
-        })
-        .set_starting_sequence_number(sequence);
+        .shard_iterator_type(kind)
+        .set_starting_sequence_number(sequence)
+        .set_timestamp(timestamp.map(DateTime::from_millis));
     request = match &context.stream.arn {
         Some(arn) => request.stream_arn(arn),
         None => request.stream_name(&context.stream.name),
