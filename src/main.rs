@@ -19,6 +19,8 @@ fn main() -> ExitCode {
             print!("{}", cli::HELP);
             ExitCode::SUCCESS
         }
+        Command::Produce(args) => cli::produce::run(&args),
+        Command::Consume(args) => cli::consume::run(&args),
         Command::Unknown(command) => {
             eprintln!("unknown command {command:?}\n\n{}", cli::HELP);
             ExitCode::from(2)

@@ -219,6 +219,27 @@ async fn prepare_loop(
 
 type Prepared = (Arc<StreamRef>, Arc<str>, String, Option<String>, Vec<u8>);
 
+/// What the writer would send for one record, without sending it (the CLI's `produce
+/// --dry-run`). Schema decoding (`config.decoder`) is not applied.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PreparedRecord {
+    pub stream: StreamRef,
+    pub partition_key: String,
+    pub explicit_hash_key: Option<String>,
+    pub data: Vec<u8>,
+}
+
+/// Routes, keys and encodes a record exactly as the writer does before PutRecords.
+pub fn prepare_record(config: &WriterConfig, record: &Record) -> Result<PreparedRecord, String> {
+    let (stream, _, partition_key, explicit_hash_key, data) = prepare(config, record, &mut None)?;
+    Ok(PreparedRecord {
+        stream: Arc::unwrap_or_clone(stream),
+        partition_key,
+        explicit_hash_key,
+        data,
+    })
+}
+
 fn prepare(
     config: &WriterConfig,
     record: &Record,
