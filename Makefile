@@ -4,9 +4,13 @@
 CARGO ?= cargo
 export AWS_EC2_METADATA_DISABLED := true
 
-.PHONY: all build release setup test test-unit test-integration generate lint fmt clean bench
+# demo: a local Kinesis server, the connector and Conduit (when installable), end to end
+.PHONY: demo all build release setup test test-unit test-integration generate lint fmt clean bench
 
 all: build
+
+demo:
+	bash test/demo.sh
 
 build:
 	$(CARGO) build
