@@ -23,7 +23,7 @@ setup:
 
 ## test: unit tests, protocol harness, go-plugin host tests and integration tests
 test: setup
-	$(CARGO) test --all-targets
+	$(CARGO) test --lib --bins --tests --no-fail-fast
 
 ## test-unit: tests that need no server
 test-unit:
