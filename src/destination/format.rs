@@ -42,9 +42,13 @@
 //!   `opencdc.readAt` in milliseconds (left out when zero). Differences from Go: Go lists the
 //!   schema `fields` of before/after/source in random map order, this lists them in the
 //!   payload's key order; numbers are `double` (Go's `int64` only arises for native Go ints,
-//!   which never come over the wire). Raw JSON is decoded the way `encoding/json` does it
-//!   (invalid UTF-8 and lone surrogates become U+FFFD); nesting deeper than 512 levels is
-//!   treated as "not JSON".
+//!   which never come over the wire). Raw JSON is decoded as goccy's `json.Unmarshal` does
+//!   it: invalid UTF-8 is kept (and written as `\ufffd`), raw control characters other than
+//!   NUL are accepted, a lone surrogate escape is U+FFFD, numbers are any run of
+//!   `0-9 . e E + -` that `strconv.ParseFloat` reads as a finite float64 (`01`, `1.`).
+//!   Known remaining differences: goccy nests up to 10000 levels (this parser 512, deeper is
+//!   "not JSON" and hoisted) and accepts a few more malformed inputs (e.g. `null` as an
+//!   object key).
 //! * `template` — the options are a Handlebars template ([`RecordTemplate`]) rendered per
 //!   record.
 //! * `raw` — `payload.after` as it is: raw bytes unchanged, structured data as compact JSON
@@ -520,6 +524,11 @@ fn write_go_f64(out: &mut Vec<u8>, v: f64) {
         return;
     }
     let abs = v.abs();
+    if abs < 1e15 && v.fract() == 0.0 {
+        // Whole numbers below 1e15 are exact integers and print as such.
+        let _ = write!(out, "{}", v as i64);
+        return;
+    }
     let (mut digits, mut last_exp) = shortest_digits(abs);
     while digits % 10 == 0 {
         digits /= 10;
@@ -569,44 +578,43 @@ fn write_go_f64(out: &mut Vec<u8>, v: f64) {
 
 /// A fixed buffer for formatting a float without allocating.
 struct StackText {
-    buf: [u8; 40],
+    buf: [u8; 64],
     len: usize,
 }
 
-impl std::fmt::Write for StackText {
-    fn write_str(&mut self, s: &str) -> std::fmt::Result {
-        let end = self.len + s.len();
-        let target = self.buf.get_mut(self.len..end).ok_or(std::fmt::Error)?;
-        target.copy_from_slice(s.as_bytes());
+impl std::io::Write for StackText {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        let end = self.len + bytes.len();
+        let target = self
+            .buf
+            .get_mut(self.len..end)
+            .ok_or(std::io::ErrorKind::WriteZero)?;
+        target.copy_from_slice(bytes);
         self.len = end;
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
         Ok(())
     }
 }
 
-/// The shortest round-trip decimal of a finite positive float as `digits × 10^exp`. Rust's
-/// formatter and Go's strconv agree on the digits except when two shortest candidates are
-/// exactly as close to the value; Go then takes the even one (round half to even), Rust the
-/// upper one. Such ties need 16 or more digits.
+/// The shortest round-trip decimal of a finite positive float as `digits × 10^exp`, the
+/// nearest one to the value, ties to the even digit (as Go's strconv chooses).
+///
+/// The digits come from serde_json's float writer (`zmij`, shortest and ties-to-even; Rust's
+/// own `{:e}`, the fallback, is several times slower and rounds ties up). The tie check
+/// below makes either source agree with Go; ties need 16 or more digits.
 fn shortest_digits(abs: f64) -> (u64, i32) {
-    use std::fmt::Write as _;
     let mut text = StackText {
-        buf: [0; 40],
+        buf: [0; 64],
         len: 0,
     };
-    let _ = write!(text, "{abs:e}");
-    let text = &text.buf[..text.len];
-    let e = text.iter().position(|&b| b == b'e').unwrap_or(text.len());
-    let mut digits = 0u64;
-    let mut n = 0i32;
-    for &c in text[..e].iter().filter(|c| c.is_ascii_digit()) {
-        digits = digits * 10 + u64::from(c - b'0');
-        n += 1;
+    if serde_json::to_writer(&mut text, &abs).is_err() {
+        text.len = 0;
+        let _ = write!(text, "{abs:e}");
     }
-    let first_exp: i32 = std::str::from_utf8(text.get(e + 1..).unwrap_or_default())
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0);
-    let exp = first_exp - (n - 1);
+    let (digits, n, exp) = parse_decimal(&text.buf[..text.len]);
     if n < 15 || digits.is_multiple_of(2) {
         return (digits, exp);
     }
@@ -626,11 +634,12 @@ fn shortest_digits(abs: f64) -> (u64, i32) {
     // Is abs exactly (u/2)·10^exp for odd u, i.e. m·2^p == u·10^exp?
     let is_midpoint = |u: u64| {
         let u = u128::from(u);
-        if exp >= 0 {
-            p == exp && pow5(exp as u32).and_then(|f| f.checked_mul(u)) == Some(m)
-        } else {
-            p == exp && pow5(exp.unsigned_abs()).and_then(|f| f.checked_mul(m)) == Some(u)
-        }
+        p == exp
+            && if exp >= 0 {
+                pow5(exp as u32).and_then(|f| f.checked_mul(u)) == Some(m)
+            } else {
+                pow5(exp.unsigned_abs()).and_then(|f| f.checked_mul(m)) == Some(u)
+            }
     };
     for (midpoint, other) in [(2 * digits - 1, digits - 1), (2 * digits + 1, digits + 1)] {
         if is_midpoint(midpoint) && format!("{other}e{exp}").parse::<f64>() == Ok(abs) {
@@ -638,6 +647,51 @@ fn shortest_digits(abs: f64) -> (u64, i32) {
         }
     }
     (digits, exp)
+}
+
+/// A positive decimal such as `1.5e-7`, `100.0`, `1e+21` or `0.001` as
+/// `(significant digits, their count, exponent of the last digit)`, without leading or
+/// trailing zeros.
+fn parse_decimal(text: &[u8]) -> (u64, i32, i32) {
+    let e = text
+        .iter()
+        .position(|&b| b == b'e' || b == b'E')
+        .unwrap_or(text.len());
+    let mut exp: i32 = std::str::from_utf8(text.get(e + 1..).unwrap_or_default())
+        .ok()
+        .and_then(|s| s.strip_prefix('+').unwrap_or(s).parse().ok())
+        .unwrap_or(0);
+    let mut digits = 0u64;
+    let mut n = 0i32;
+    let mut pending_zeros = 0i32;
+    let mut after_point = false;
+    for &c in &text[..e] {
+        match c {
+            b'.' => after_point = true,
+            b'0' if n == 0 && after_point => exp -= 1,
+            b'0' if n == 0 => {}
+            b'0'..=b'9' => {
+                if after_point {
+                    exp -= 1;
+                }
+                if c == b'0' {
+                    pending_zeros += 1;
+                    continue;
+                }
+                for _ in 0..pending_zeros {
+                    digits = digits.saturating_mul(10);
+                }
+                n += pending_zeros + 1;
+                pending_zeros = 0;
+                digits = digits
+                    .saturating_mul(10)
+                    .saturating_add(u64::from(c - b'0'));
+            }
+            _ => {}
+        }
+    }
+    // Trailing zeros were left out of the digits.
+    (digits, n, exp + pending_zeros)
 }
 
 /// A structpb number after `AsInterface`: NaN and infinities are strings.
@@ -1706,6 +1760,22 @@ mod tests {
     }
 
     #[test]
+    fn decimal_parsing() {
+        for (text, want) in [
+            ("1.37", (137, 3, -2)),
+            ("100.0", (1, 1, 2)),
+            ("120.5", (1205, 4, -1)),
+            ("1e+21", (1, 1, 21)),
+            ("1.5e-7", (15, 2, -8)),
+            ("0.001", (1, 1, -3)),
+            ("1.7976931348623157e308", (17976931348623157, 17, 292)),
+            ("5e-324", (5, 1, -324)),
+        ] {
+            assert_eq!(parse_decimal(text.as_bytes()), want, "{text}");
+        }
+    }
+
+    #[test]
     fn go_string_escaping() {
         for (s, want) in [
             (
@@ -2335,35 +2405,6 @@ mod tests {
                 "{:?}",
                 String::from_utf8_lossy(bad)
             );
-        }
-    }
-}
-#[cfg(test)]
-mod perf_tmp {
-    use super::*;
-    use crate::proto::opencdc::v1::Change;
-    #[test]
-    fn perf() {
-        let s = |v: &str| prost_types::Value { kind: Some(Kind::StringValue(v.into())) };
-        let n = |v: f64| prost_types::Value { kind: Some(Kind::NumberValue(v)) };
-        let after = prost_types::Struct { fields: (0..12).map(|i| (format!("field_{i}"), if i % 2 == 0 { s("some value & text") } else { n(i as f64 * 1.37) })).collect() };
-        let r = Record {
-            position: b"position-0000000123".to_vec(), operation: 2,
-            metadata: [("opencdc.readAt","1795341600123456789"),("opencdc.collection","orders"),("conduit.source.connector.id","pipeline:source"),("opencdc.version","v1")].iter().map(|(k,v)|(k.to_string(),v.to_string())).collect(),
-            key: Some(Data { data: Some(data::Data::RawData(b"customer-7".to_vec())) }),
-            payload: Some(Change { before: None, after: Some(Data { data: Some(data::Data::StructuredData(after)) }) }),
-        };
-        for (name, f) in [("opencdc", RecordFormat::OpenCdcJson), ("debezium", RecordFormat::from_settings("debezium/json","").unwrap()), ("row", RecordFormat::from_settings("row/json","").unwrap())] {
-            let t = std::time::Instant::now();
-            let mut total = 0;
-            for _ in 0..200_000 { total += f.encode(&r).unwrap().len(); }
-            eprintln!("{name}: {:.0} rec/s ({} bytes)", 200_000.0 / t.elapsed().as_secs_f64(), total / 200_000);
-        }
-        let raw = Record { payload: Some(Change { before: None, after: Some(Data { data: Some(data::Data::RawData(br#"{"id":123,"name":"some value","price":19.99,"tags":["a","b"],"nested":{"x":1}}"#.to_vec())) }) }), ..r };
-        for (name, f) in [("debezium-raw", RecordFormat::from_settings("debezium/json","").unwrap()), ("row-raw", RecordFormat::from_settings("row/json","").unwrap())] {
-            let t = std::time::Instant::now();
-            for _ in 0..200_000 { f.encode(&raw).unwrap(); }
-            eprintln!("{name}: {:.0} rec/s", 200_000.0 / t.elapsed().as_secs_f64());
         }
     }
 }
