@@ -21,7 +21,9 @@
 //!
 //! Environment knobs: `BENCH_RECORDS` (default 200000), `BENCH_WARMUP` (20000),
 //! `BENCH_KL_RECORDS` (5000), `BENCH_SKIP_KINESIS_LOCAL=1`, `BENCH_ONLY=1k|100b` (bench
-//! endpoint scenarios), `BENCH_SKIP_BASELINE=1` (for profiling runs).
+//! endpoint scenarios), `BENCH_SKIP_BASELINE=1` (for profiling runs), and for experiments
+//! `BENCH_PLUGIN_CONFIG=k=v,...` (extra destination settings) and `BENCH_BASELINE_CALL`
+//! (entries per baseline PutRecords call, default 500).
 
 use std::collections::{HashMap, VecDeque};
 use std::fmt::Write as _;
@@ -773,6 +775,7 @@ async fn drive_plugin(
     ]
     .iter()
     .map(|(k, v)| (k.to_string(), v.to_string()))
+    .chain(plugin_extra_config())
     .collect();
     client
         .configure(destination::configure::Request { config })
@@ -886,6 +889,21 @@ impl RunStream<'_> {
     }
 }
 
+/// `BENCH_PLUGIN_CONFIG=k=v,k=v`: extra destination settings (for experiments).
+fn plugin_extra_config() -> Vec<(String, String)> {
+    std::env::var("BENCH_PLUGIN_CONFIG")
+        .unwrap_or_default()
+        .split(',')
+        .filter_map(|item| item.split_once('='))
+        .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
+        .collect()
+}
+
+/// Entries per PutRecords call of the baseline (`BENCH_BASELINE_CALL`, for experiments).
+fn baseline_call_size() -> u64 {
+    env_u64("BENCH_BASELINE_CALL", BASELINE_CALL).clamp(1, 500)
+}
+
 // ---------------------------------------------------------------------------------------------
 // Baseline: a direct AWS SDK writer in a child process
 
@@ -985,6 +1003,7 @@ async fn put_all(
     concurrency: usize,
 ) -> Result<(), String> {
     let next = Arc::new(AtomicU64::new(from));
+    let call = baseline_call_size();
     let mut tasks = Vec::new();
     for _ in 0..concurrency {
         let (client, stream, pool, next) = (
@@ -995,11 +1014,11 @@ async fn put_all(
         );
         tasks.push(tokio::spawn(async move {
             loop {
-                let start = next.fetch_add(BASELINE_CALL, Ordering::Relaxed);
+                let start = next.fetch_add(call, Ordering::Relaxed);
                 if start >= to {
                     return Ok::<(), String>(());
                 }
-                let end = (start + BASELINE_CALL).min(to);
+                let end = (start + call).min(to);
                 let entries = (start..end)
                     .map(|i| {
                         PutRecordsRequestEntry::builder()
@@ -1273,6 +1292,12 @@ impl Drop for KinesisLocal {
 // ---------------------------------------------------------------------------------------------
 // Orchestration
 
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|t| t.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_else(|_| "?".into())
+}
+
 fn size_label(size: usize) -> String {
     if size >= 1024 && size.is_multiple_of(1024) {
         format!("{} KiB", size / 1024)
@@ -1310,8 +1335,14 @@ fn run() -> Result<(), String> {
     println!(
         "driver: {RUN_BATCH} records per Run request, at most {MAX_UNACKED} unacked; plugin defaults \
          (concurrency {CONCURRENCY}, sdk.record.format opencdc/json); baseline: AWS SDK PutRecords, \
-         {BASELINE_CALL} entries per call, {CONCURRENCY} calls in flight"
+         {} entries per call, {CONCURRENCY} calls in flight",
+        baseline_call_size()
     );
+    let extra = plugin_extra_config();
+    if !extra.is_empty() {
+        println!("extra plugin settings (BENCH_PLUGIN_CONFIG): {extra:?}");
+    }
+    println!("load average at start: {}", load_average());
     println!(
         "Go connector (conduitio-labs/conduit-connector-kinesis): skipped: it cannot be installed here \
          (the Go module proxy refuses github.com/conduitio* modules)"
@@ -1371,6 +1402,7 @@ fn run() -> Result<(), String> {
         };
         eprintln!("bench: plugin, bench endpoint, {label}: {warmup} warm-up + {records} records");
         let before = endpoint.entries();
+        let calls_before = endpoint.stats.put_calls.load(Ordering::Relaxed);
         let ep_before = endpoint.ticks();
         let self_before = stat_ticks(Path::new("/proc/self/stat"));
         let result = runtime.block_on(run_plugin(
@@ -1405,6 +1437,13 @@ fn run() -> Result<(), String> {
                 thousands(m.records_per_cpu_second()),
                 (b - a) as f64 / tck / span * 100.0,
                 ((sb - sa) - (b - a)) as f64 / tck / span * 100.0,
+            ));
+        }
+        let calls = endpoint.stats.put_calls.load(Ordering::Relaxed) - calls_before;
+        if result.is_ok() && calls > 0 {
+            notes.push(format!(
+                "plugin, bench endpoint, {label}: {calls} PutRecords calls, {:.1} entries per call on average (incl. warm-up)",
+                got as f64 / calls as f64
             ));
         }
         if let Err(e) = &result {
@@ -1499,10 +1538,15 @@ fn run() -> Result<(), String> {
             ),
             Ok(m) => {
                 let vs = match row.baseline.map(|i| &rows[i].result) {
+                    // Below a few clock ticks the baseline's CPU time is not resolved.
+                    Some(Ok(b)) if b.cpu_secs * tck < 5.0 => format!(
+                        "{:.2}× records/s, CPU ratio n/a (baseline CPU below clock resolution)",
+                        m.rate() / b.rate()
+                    ),
                     Some(Ok(b)) => format!(
                         "{:.2}× records/s, {:.2}× CPU per record",
                         m.rate() / b.rate(),
-                        m.cpu_per_100k() / b.cpu_per_100k().max(1e-9)
+                        m.cpu_per_100k() / b.cpu_per_100k()
                     ),
                     Some(Err(_)) => "baseline failed".into(),
                     None if row.scenario.starts_with("baseline") => "1.00× (baseline)".into(),
@@ -1557,6 +1601,10 @@ fn run() -> Result<(), String> {
             );
         }
     }
+    println!(
+        "load average at end: {} (other processes on this machine compete with the plugin for CPU)",
+        load_average()
+    );
     if failures.is_empty() {
         println!("\nall records acked in order, none nacked or lost");
         Ok(())
