@@ -37,10 +37,12 @@ test-integration: setup
 generate:
 	UPDATE_GENERATED=1 $(CARGO) test --test generated_files
 
-## bench: destination benchmark (release build): throughput, CPU per record and peak RSS of
-## the plugin against an in-process bench endpoint, a direct AWS SDK baseline and kinesis-local
+## bench: destination and source benchmarks (release build): throughput, CPU per record and
+## peak RSS of the plugin against an in-process bench endpoint, a direct AWS SDK baseline and
+## kinesis-local; the source benchmark also checks flow control with a slow reader
 bench: setup
 	$(CARGO) bench --bench destination
+	$(CARGO) bench --bench source
 
 lint:
 	$(CARGO) fmt --check
