@@ -33,8 +33,8 @@
 //! Measured per scenario: records, records/s (wall), CPU seconds per 100k records of the
 //! measured process (utime+stime from /proc/<pid>/stat) and its peak RSS (VmHWM).
 //!
-//! Environment knobs: `SOURCE_BENCH_RECORDS` (ceiling, per round, default 400000),
-//! `SOURCE_BENCH_WARMUP` (50000), `SOURCE_BENCH_ROUNDS` (3; the table shows the median round), `SOURCE_BENCH_EVENT_RECORDS` (records per event, 500), `SOURCE_BENCH_ONLY=ceiling|
+//! Environment knobs: `SOURCE_BENCH_RECORDS` (ceiling, per round, default 300000),
+//! `SOURCE_BENCH_WARMUP` (50000), `SOURCE_BENCH_ROUNDS` (5; the table shows the median round), `SOURCE_BENCH_EVENT_RECORDS` (records per event, 500), `SOURCE_BENCH_ONLY=ceiling|
 //! drain|flow` (comma-separated), `SOURCE_BENCH_SKIP_BASELINE=1` (profiling),
 //! `SOURCE_BENCH_SKIP_KINESIS_LOCAL=1`, `SOURCE_BENCH_DRAIN_RECORDS` (8000),
 //! `SOURCE_BENCH_FLOW_PER_SHARD` (300), `SOURCE_BENCH_FLOW_SECS` (20),
@@ -1658,7 +1658,7 @@ impl Report {
 }
 
 fn run() -> Result<(), String> {
-    let records = env_u64("SOURCE_BENCH_RECORDS", 400_000).max(1);
+    let records = env_u64("SOURCE_BENCH_RECORDS", 300_000).max(1);
     let warmup = env_u64("SOURCE_BENCH_WARMUP", 50_000);
     let per_event = env_u64("SOURCE_BENCH_EVENT_RECORDS", 500).clamp(1, 5_000) as usize;
     let only = std::env::var("SOURCE_BENCH_ONLY").unwrap_or_default();
@@ -1800,7 +1800,7 @@ fn ceiling(
     per_event: usize,
     tck: f64,
 ) {
-    let rounds = env_u64("SOURCE_BENCH_ROUNDS", 3).clamp(1, 10);
+    let rounds = env_u64("SOURCE_BENCH_ROUNDS", 5).clamp(1, 10);
     let total = warmup + records;
     let endpoint = match Endpoint::start(1, total, per_event) {
         Ok(e) => e,
@@ -2020,6 +2020,33 @@ fn ceiling(
                 } else {
                     "NOT MET"
                 }
+            ));
+        }
+        let best = |v: &[Measured]| {
+            v.iter()
+                .map(Measured::records_per_cpu_second)
+                .fold(0.0f64, f64::max)
+        };
+        if !variant.plugins.is_empty() {
+            report.notes.push(format!(
+                "ceiling{}: records per CPU-second over the rounds: plugin {} (best {}), baseline {} (best {}); \
+                 best plugin round / best baseline round: {:.2}× CPU per record",
+                variant.label,
+                variant
+                    .plugins
+                    .iter()
+                    .map(|m| thousands(m.records_per_cpu_second()))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                thousands(best(&variant.plugins)),
+                variant
+                    .baselines
+                    .iter()
+                    .map(|m| thousands(m.records_per_cpu_second()))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                thousands(best(&variant.baselines)),
+                best(&variant.baselines) / best(&variant.plugins).max(1e-9),
             ));
         }
         report.push(
