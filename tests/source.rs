@@ -187,6 +187,23 @@ async fn open_shards(
         .collect()
 }
 
+/// Splits the first open shard in the middle of its hash range and waits for ACTIVE.
+async fn split_first_open_shard(kl: &KinesisLocal, client: &aws_sdk_kinesis::Client, stream: &str) {
+    let shards = open_shards(client, stream).await;
+    let range = shards[0].hash_key_range.as_ref().unwrap();
+    let start: u128 = range.starting_hash_key.parse().unwrap();
+    let end: u128 = range.ending_hash_key.parse().unwrap();
+    client
+        .split_shard()
+        .stream_name(stream)
+        .shard_to_split(&shards[0].shard_id)
+        .new_starting_hash_key((start + (end - start) / 2).to_string())
+        .send()
+        .await
+        .expect("SplitShard");
+    kl.wait_stream_active(stream).await;
+}
+
 async fn resharding_keeps_every_record_in_key_order(mode: &str) {
     let kl = KinesisLocal::start().await;
     let stream = unique_stream_name("reshard");
@@ -202,21 +219,7 @@ async fn resharding_keeps_every_record_in_key_order(mode: &str) {
     let mut source = RunningSource::start(&refs(&s), None).await;
     let mut all = source.records(40, Duration::from_secs(60)).await;
 
-    // Split the first open shard in two.
-    let shards = open_shards(&client, &stream).await;
-    let first = &shards[0];
-    let range = first.hash_key_range.as_ref().unwrap();
-    let start: u128 = range.starting_hash_key.parse().unwrap();
-    let end: u128 = range.ending_hash_key.parse().unwrap();
-    client
-        .split_shard()
-        .stream_name(&stream)
-        .shard_to_split(&first.shard_id)
-        .new_starting_hash_key((start + (end - start) / 2).to_string())
-        .send()
-        .await
-        .expect("SplitShard");
-    kl.wait_stream_active(&stream).await;
+    split_first_open_shard(&kl, &client, &stream).await;
     put_numbered(&client, &stream, 40, 40, keys).await;
     all.extend(source.records(40, Duration::from_secs(60)).await);
 
@@ -389,19 +392,7 @@ async fn children_are_read_only_after_their_parents() {
     let client = kl.client().await;
     let keys = 8;
     put_numbered(&client, &stream, 0, 40, keys).await;
-    let shards = open_shards(&client, &stream).await;
-    let range = shards[0].hash_key_range.as_ref().unwrap();
-    let start: u128 = range.starting_hash_key.parse().unwrap();
-    let end: u128 = range.ending_hash_key.parse().unwrap();
-    client
-        .split_shard()
-        .stream_name(&stream)
-        .shard_to_split(&shards[0].shard_id)
-        .new_starting_hash_key((start + (end - start) / 2).to_string())
-        .send()
-        .await
-        .expect("SplitShard");
-    kl.wait_stream_active(&stream).await;
+    split_first_open_shard(&kl, &client, &stream).await;
     put_numbered(&client, &stream, 40, 40, keys).await;
     client
         .update_shard_count()
@@ -542,19 +533,7 @@ async fn latest_start_reads_only_new_records_even_after_a_reshard() {
     kl.create_stream(&stream, 1).await;
     let client = kl.client().await;
     put_numbered(&client, &stream, 0, 10, 4).await;
-    let shards = open_shards(&client, &stream).await;
-    let range = shards[0].hash_key_range.as_ref().unwrap();
-    let start: u128 = range.starting_hash_key.parse().unwrap();
-    let end: u128 = range.ending_hash_key.parse().unwrap();
-    client
-        .split_shard()
-        .stream_name(&stream)
-        .shard_to_split(&shards[0].shard_id)
-        .new_starting_hash_key((start + (end - start) / 2).to_string())
-        .send()
-        .await
-        .unwrap();
-    kl.wait_stream_active(&stream).await;
+    split_first_open_shard(&kl, &client, &stream).await;
     put_numbered(&client, &stream, 10, 10, 4).await;
 
     for mode in ["fanout", "polling"] {
