@@ -3,6 +3,8 @@
 
 mod support;
 
+use support::destination::{read_all, Stored};
+
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::path::Path;
 use std::process::Stdio;
@@ -10,7 +12,6 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use aws_sdk_kinesis::primitives::Blob;
-use aws_sdk_kinesis::types::ShardIteratorType;
 use base64::Engine as _;
 use serde_json::Value;
 use support::kinesis_local::{unique_stream_name, KinesisLocal};
@@ -66,60 +67,9 @@ fn write_file(dir: &Path, name: &str, content: &str) -> String {
     path.to_str().unwrap().to_string()
 }
 
-/// A record as read back with the SDK.
-#[derive(Debug, Clone, PartialEq)]
-struct Stored {
-    shard: String,
-    sequence: String,
-    partition_key: String,
-    data: Vec<u8>,
-}
-
-/// Every record of every shard (trim horizon to the end), shard by shard.
+/// Every record of every shard, read directly from the server.
 async fn read_back(kl: &KinesisLocal, stream: &str) -> Vec<Stored> {
-    let client = kl.client().await;
-    let shards = client
-        .list_shards()
-        .stream_name(stream)
-        .send()
-        .await
-        .expect("ListShards")
-        .shards
-        .unwrap_or_default();
-    let mut out = Vec::new();
-    for shard in shards {
-        let mut iterator = client
-            .get_shard_iterator()
-            .stream_name(stream)
-            .shard_id(&shard.shard_id)
-            .shard_iterator_type(ShardIteratorType::TrimHorizon)
-            .send()
-            .await
-            .expect("GetShardIterator")
-            .shard_iterator;
-        while let Some(current) = iterator {
-            let page = client
-                .get_records()
-                .shard_iterator(current)
-                .send()
-                .await
-                .expect("GetRecords");
-            let empty = page.records.is_empty();
-            for r in page.records {
-                out.push(Stored {
-                    shard: shard.shard_id.clone(),
-                    sequence: r.sequence_number,
-                    partition_key: r.partition_key.unwrap_or_default(),
-                    data: r.data.into_inner(),
-                });
-            }
-            iterator = page.next_shard_iterator;
-            if empty {
-                break;
-            }
-        }
-    }
-    out
+    read_all(&kl.client().await, stream).await
 }
 
 fn json_lines(stdout: &str) -> Vec<Value> {

@@ -156,7 +156,7 @@ pub fn raw_record(position: &str, key: &str, payload: &[u8]) -> Record {
 }
 
 /// One record as stored in Kinesis.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Stored {
     pub shard: String,
     pub sequence: String,
