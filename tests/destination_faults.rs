@@ -732,3 +732,27 @@ async fn strict_ordering_one_entry_per_key_per_call() {
     let (failed, _) = fault_counts(&env.proxy);
     assert!(failed > 20, "only {failed} entries failed");
 }
+
+// ---------------------------------------------------------------------------------------------
+// Batching
+// ---------------------------------------------------------------------------------------------
+
+/// Records that arrive together go out in full calls: a lane does not send a partial call
+/// while the preparer still has records of the same hand-over to route (small calls cost
+/// signing, HTTP and a response each, and left throughput at a fraction of what full calls
+/// give). One lane, one Run request of 1,800 records: exactly 500 + 500 + 500 + 300.
+#[tokio::test]
+async fn records_handed_over_together_fill_whole_calls() {
+    let env = Env::start("fill").await;
+    let sent = workload(&uniform_keys(1_800, 1));
+    let acks = run_pipeline(env.config(&[("concurrency", "1")]), &sent, sent.len()).await;
+    let stored = env.stored().await;
+    check_delivery(&sent, &acks, &stored, &env.proxy, &HashSet::new());
+    let sizes: Vec<usize> = env
+        .proxy
+        .put_records_calls()
+        .iter()
+        .map(|call| call.entries.len())
+        .collect();
+    assert_eq!(sizes, vec![500, 500, 500, 300]);
+}

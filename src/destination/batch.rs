@@ -1,6 +1,7 @@
 //! Assembling PutRecords batches within Kinesis limits. Pure logic, no I/O.
 
 use std::collections::HashSet;
+use std::hash::{Hash, Hasher};
 
 /// Kinesis limits for one PutRecords call.
 pub const MAX_ENTRIES: usize = 500;
@@ -51,8 +52,16 @@ pub struct Batch<E> {
     entries: Vec<E>,
     bytes: usize,
     stream: Option<String>,
-    keys: HashSet<String>,
-    blocked: HashSet<(String, String)>,
+    /// Keys in this call and (stream, key) pairs deferred to a later call, by hash: a
+    /// collision only defers an entry that could have gone now, it never reorders a key.
+    keys: HashSet<u64>,
+    blocked: HashSet<u64>,
+}
+
+fn hash_of(parts: &[&str]) -> u64 {
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    parts.hash(&mut hasher);
+    hasher.finish()
 }
 
 impl<E: BatchEntry> Batch<E> {
@@ -68,15 +77,13 @@ impl<E: BatchEntry> Batch<E> {
     }
 
     pub fn offer(&mut self, entry: E) -> Offer<E> {
-        let block = (
-            entry.stream().to_string(),
-            entry.partition_key().to_string(),
-        );
+        let block = hash_of(&[entry.stream(), entry.partition_key()]);
         if self.blocked.contains(&block) {
             return Offer::Deferred(entry);
         }
+        let key = hash_of(&[entry.partition_key()]);
         let other_stream = self.stream.as_deref().is_some_and(|s| s != entry.stream());
-        let repeated_key = self.limits.strict_ordering && self.keys.contains(entry.partition_key());
+        let repeated_key = self.limits.strict_ordering && self.keys.contains(&key);
         if other_stream || repeated_key {
             self.blocked.insert(block);
             return Offer::Deferred(entry);
@@ -90,7 +97,7 @@ impl<E: BatchEntry> Batch<E> {
             self.stream = Some(entry.stream().to_string());
         }
         if self.limits.strict_ordering {
-            self.keys.insert(entry.partition_key().to_string());
+            self.keys.insert(key);
         }
         self.bytes += entry.size();
         self.entries.push(entry);

@@ -8,6 +8,7 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::hash::{Hash, Hasher};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex as StdMutex};
 use std::time::Duration;
 
@@ -16,7 +17,7 @@ use aws_sdk_kinesis::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError
 use aws_sdk_kinesis::primitives::Blob;
 use aws_sdk_kinesis::types::{PutRecordsRequestEntry, StreamMode, StreamModeDetails};
 use aws_sdk_kinesis::Client;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, Notify};
 use tokio::task::JoinHandle;
 
 use super::batch::{Batch, BatchEntry, BatchLimits, Offer, MAX_REQUEST_BYTES};
@@ -101,6 +102,7 @@ struct Group {
 /// The running writer. Dropping it stops the tasks.
 pub struct Writer {
     groups: mpsc::UnboundedSender<Group>,
+    backlog: Arc<Backlog>,
     tasks: Vec<JoinHandle<()>>,
 }
 
@@ -127,35 +129,76 @@ impl Writer {
         for (stream, info) in known {
             catalog.insert(&stream, info);
         }
+        let backlog = Arc::new(Backlog::default());
         let mut tasks = Vec::new();
         let mut lanes = Vec::new();
         for _ in 0..config.concurrency.max(1) {
-            let (tx, rx) = mpsc::channel::<Entry>(2 * super::batch::MAX_ENTRIES);
+            let (tx, rx) = mpsc::channel::<Vec<Entry>>(LANE_QUEUE_CHUNKS);
             lanes.push(tx);
             let lane = Lane {
                 client: client.clone(),
                 config: config.clone(),
                 catalog: catalog.clone(),
+                backlog: backlog.clone(),
                 waiting: rx,
                 deferred: VecDeque::new(),
             };
             tasks.push(tokio::spawn(lane.run()));
         }
         let (groups, group_rx) = mpsc::unbounded_channel();
-        tasks.push(tokio::spawn(prepare_loop(config, group_rx, lanes)));
-        Writer { groups, tasks }
+        tasks.push(tokio::spawn(prepare_loop(
+            config,
+            group_rx,
+            lanes,
+            backlog.clone(),
+        )));
+        Writer {
+            groups,
+            backlog,
+            tasks,
+        }
     }
 
     /// Hands records over (in call order) and returns receivers for their outcomes.
     pub fn submit(&self, records: Vec<Record>) -> Vec<oneshot::Receiver<WriteOutcome>> {
         let (outcomes, receivers): (Vec<_>, Vec<_>) =
             records.iter().map(|_| oneshot::channel()).unzip();
+        self.backlog.add(records.len());
         if let Err(mpsc::error::SendError(group)) = self.groups.send(Group { records, outcomes }) {
+            self.backlog.remove(group.records.len());
             for outcome in group.outcomes {
                 let _ = outcome.send(Err("the destination is shutting down".into()));
             }
         }
         receivers
+    }
+}
+
+/// Chunks of entries a lane may have queued before the preparer waits for it.
+const LANE_QUEUE_CHUNKS: usize = 4;
+
+/// Records handed over but not yet routed to a lane. While there are some, a lane with a
+/// partial batch waits for more instead of sending a small call: per-call costs (signing,
+/// HTTP, the response) dominate when calls carry a few dozen entries.
+#[derive(Default)]
+struct Backlog {
+    unrouted: AtomicUsize,
+    drained: Notify,
+}
+
+impl Backlog {
+    fn add(&self, records: usize) {
+        self.unrouted.fetch_add(records, Ordering::AcqRel);
+    }
+
+    fn remove(&self, records: usize) {
+        if self.unrouted.fetch_sub(records, Ordering::AcqRel) == records {
+            self.drained.notify_waiters();
+        }
+    }
+
+    fn is_drained(&self) -> bool {
+        self.unrouted.load(Ordering::Acquire) == 0
     }
 }
 
@@ -176,10 +219,15 @@ pub fn describe_position(position: &[u8]) -> String {
 async fn prepare_loop(
     config: Arc<WriterConfig>,
     mut groups: mpsc::UnboundedReceiver<Group>,
-    lanes: Vec<mpsc::Sender<Entry>>,
+    lanes: Vec<mpsc::Sender<Vec<Entry>>>,
+    backlog: Arc<Backlog>,
 ) {
     let mut fixed: Option<(Arc<StreamRef>, Arc<str>)> = None;
+    // Entries routed to a lane but not yet queued to it: they go out with the group's end,
+    // when a call's worth has gathered, or (while the lane is busy) with a later group.
+    let mut staged: Vec<Vec<Entry>> = lanes.iter().map(|_| Vec::new()).collect();
     while let Some(group) = groups.recv().await {
+        let size = group.records.len();
         for (mut record, outcome) in group.records.into_iter().zip(group.outcomes) {
             if let Some(decoder) = &config.decoder {
                 if let Err(e) = decoder.decode(&mut record).await {
@@ -193,7 +241,7 @@ async fn prepare_loop(
             match prepare(&config, &record, &mut fixed) {
                 Ok((stream, stream_key, partition_key, hash_key, data)) => {
                     let lane = lane_of(&stream_key, &partition_key, lanes.len());
-                    let entry = Entry {
+                    staged[lane].push(Entry {
                         stream,
                         stream_key,
                         partition_key,
@@ -201,9 +249,9 @@ async fn prepare_loop(
                         data,
                         position: std::mem::take(&mut record.position),
                         outcome,
-                    };
-                    if let Err(mpsc::error::SendError(entry)) = lanes[lane].send(entry).await {
-                        entry.resolve(Err("the destination is shutting down".into()));
+                    });
+                    if staged[lane].len() >= super::batch::MAX_ENTRIES {
+                        queue(&lanes[lane], std::mem::take(&mut staged[lane])).await;
                     }
                 }
                 Err(reason) => {
@@ -214,6 +262,35 @@ async fn prepare_loop(
                 }
             }
         }
+        let more_waiting = !groups.is_empty();
+        for (lane, entries) in lanes.iter().zip(staged.iter_mut()) {
+            if entries.is_empty() {
+                continue;
+            }
+            if more_waiting {
+                // A busy lane keeps collecting here rather than holding up the other lanes.
+                match lane.try_send(std::mem::take(entries)) {
+                    Ok(()) => {}
+                    Err(mpsc::error::TrySendError::Full(chunk)) => *entries = chunk,
+                    Err(mpsc::error::TrySendError::Closed(chunk)) => shut_down(chunk),
+                }
+            } else {
+                queue(lane, std::mem::take(entries)).await;
+            }
+        }
+        backlog.remove(size);
+    }
+}
+
+async fn queue(lane: &mpsc::Sender<Vec<Entry>>, chunk: Vec<Entry>) {
+    if let Err(mpsc::error::SendError(chunk)) = lane.send(chunk).await {
+        shut_down(chunk);
+    }
+}
+
+fn shut_down(entries: Vec<Entry>) {
+    for entry in entries {
+        entry.resolve(Err("the destination is shutting down".into()));
     }
 }
 
@@ -459,11 +536,36 @@ impl StreamCatalog {
 /// The stream does not exist.
 struct Missing;
 
+/// A call being collected and the entries that must wait for a later one, in order.
+struct Gathering {
+    batch: Batch<Entry>,
+    later: VecDeque<Entry>,
+    full: bool,
+}
+
+impl Gathering {
+    fn offer(&mut self, entry: Entry) {
+        if self.full {
+            self.later.push_back(entry);
+            return;
+        }
+        match self.batch.offer(entry) {
+            Offer::Added => {}
+            Offer::Deferred(entry) => self.later.push_back(entry),
+            Offer::Full(entry) => {
+                self.later.push_back(entry);
+                self.full = true;
+            }
+        }
+    }
+}
+
 struct Lane {
     client: Client,
     config: Arc<WriterConfig>,
     catalog: Arc<StreamCatalog>,
-    waiting: mpsc::Receiver<Entry>,
+    backlog: Arc<Backlog>,
+    waiting: mpsc::Receiver<Vec<Entry>>,
     /// Entries that belong to a later call, in arrival order.
     deferred: VecDeque<Entry>,
 }
@@ -483,55 +585,62 @@ impl Lane {
         limits
     }
 
-    /// Collects the next call: deferred entries first, then whatever is waiting, then (with
-    /// sdk.batch.delay) whatever arrives before the delay ends. `None` once the lane is closed
-    /// and empty.
+    /// Collects the next call: deferred entries first, then what is queued, then more for as
+    /// long as the preparer still has records to route (so calls fill up under load), then
+    /// (with sdk.batch.delay) whatever arrives before the delay ends. `None` once the lane is
+    /// closed and empty.
     async fn next_batch(&mut self) -> Option<Batch<Entry>> {
-        let mut batch = Batch::new(self.limits());
-        let mut later = VecDeque::new();
-        let mut full = false;
+        let mut gathering = Gathering {
+            batch: Batch::new(self.limits()),
+            later: VecDeque::new(),
+            full: false,
+        };
         for entry in std::mem::take(&mut self.deferred) {
-            if full {
-                later.push_back(entry);
+            gathering.offer(entry);
+        }
+        let mut closed = false;
+        let mut deadline = None;
+        while !gathering.full && !gathering.batch.is_full() {
+            let drained = self.backlog.drained.notified();
+            tokio::pin!(drained);
+            drained.as_mut().enable();
+            match self.waiting.try_recv() {
+                Ok(chunk) => {
+                    chunk.into_iter().for_each(|entry| gathering.offer(entry));
+                    continue;
+                }
+                Err(mpsc::error::TryRecvError::Disconnected) => {
+                    closed = true;
+                    break;
+                }
+                Err(mpsc::error::TryRecvError::Empty) => {}
+            }
+            if !gathering.batch.is_empty() && self.backlog.is_drained() {
+                if self.config.batch_delay.is_zero() {
+                    break;
+                }
+                let deadline = *deadline
+                    .get_or_insert_with(|| tokio::time::Instant::now() + self.config.batch_delay);
+                match tokio::time::timeout_at(deadline, self.waiting.recv()).await {
+                    Ok(Some(chunk)) => chunk.into_iter().for_each(|entry| gathering.offer(entry)),
+                    Ok(None) => closed = true,
+                    Err(_elapsed) => break,
+                }
                 continue;
             }
-            match batch.offer(entry) {
-                Offer::Added => {}
-                Offer::Deferred(entry) => later.push_back(entry),
-                Offer::Full(entry) => {
-                    later.push_back(entry);
-                    full = true;
-                }
+            tokio::select! {
+                chunk = self.waiting.recv() => match chunk {
+                    Some(chunk) => chunk.into_iter().for_each(|entry| gathering.offer(entry)),
+                    None => closed = true,
+                },
+                _ = &mut drained => {}
             }
         }
-        if batch.is_empty() && later.is_empty() {
-            let entry = self.waiting.recv().await?;
-            if let Offer::Full(entry) | Offer::Deferred(entry) = batch.offer(entry) {
-                later.push_back(entry);
-            }
+        if closed && gathering.batch.is_empty() {
+            return None;
         }
-        let deadline = tokio::time::Instant::now() + self.config.batch_delay;
-        while !full && !batch.is_full() {
-            let next = match self.waiting.try_recv() {
-                Ok(entry) => Some(entry),
-                Err(_) if self.config.batch_delay.is_zero() => None,
-                Err(_) => tokio::time::timeout_at(deadline, self.waiting.recv())
-                    .await
-                    .ok()
-                    .flatten(),
-            };
-            let Some(entry) = next else { break };
-            match batch.offer(entry) {
-                Offer::Added => {}
-                Offer::Deferred(entry) => later.push_back(entry),
-                Offer::Full(entry) => {
-                    later.push_back(entry);
-                    full = true;
-                }
-            }
-        }
-        self.deferred = later;
-        Some(batch)
+        self.deferred = gathering.later;
+        Some(gathering.batch)
     }
 
     async fn write(&self, batch: Batch<Entry>) {
