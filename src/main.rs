@@ -2,6 +2,8 @@ use std::process::ExitCode;
 
 // glibc malloc spent about a quarter of the destination's CPU (arena locks, consolidation) on
 // the many short-lived buffers of record handling; mimalloc's thread-local pages avoid that.
+// Built without transparent huge pages (feature `no_thp`): with them, resident memory grows
+// in 2 MiB steps and stayed near 75 MiB where 4 KiB pages need about 55.
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 

@@ -47,7 +47,7 @@ impl Sent {
         Record {
             position: self.position.as_bytes().to_vec(),
             operation: Operation::Create as i32,
-            metadata: HashMap::new(),
+            metadata: Default::default(),
             key: raw(self.key.as_bytes()),
             payload: Some(Change {
                 before: None,

@@ -774,7 +774,7 @@ fn destination_record(position: &str, payload_len: usize) -> Record {
     Record {
         position: position.as_bytes().to_vec(),
         operation: Operation::Create as i32,
-        metadata: HashMap::new(),
+        metadata: Default::default(),
         key: Some(Data {
             data: Some(data::Data::RawData(b"key".to_vec())),
         }),

@@ -437,7 +437,7 @@ fn raw_record(position: &str) -> Record {
     Record {
         position: position.as_bytes().to_vec(),
         operation: Operation::Create as i32,
-        metadata: HashMap::new(),
+        metadata: Default::default(),
         key: raw(format!("key-{position}").as_bytes()),
         payload: Some(Change {
             before: None,
@@ -452,7 +452,7 @@ fn source_record(i: usize) -> Record {
     Record {
         position: format!("pos-{i}").into_bytes(),
         operation: Operation::Snapshot as i32,
-        metadata: HashMap::from([
+        metadata: std::collections::BTreeMap::from([
             ("opencdc.collection".to_string(), "orders".to_string()),
             ("empty".to_string(), String::new()),
         ]),
@@ -933,7 +933,7 @@ async fn destination_run_success_round_trips_the_record() {
     let record = Record {
         position: p("pos-update"),
         operation: Operation::Update as i32,
-        metadata: HashMap::from([
+        metadata: std::collections::BTreeMap::from([
             ("opencdc.version".to_string(), "v1".to_string()),
             ("empty".to_string(), String::new()),
         ]),

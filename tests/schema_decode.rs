@@ -217,7 +217,7 @@ fn expected_payload(id: i64) -> serde_json::Value {
 /// A create record the way a Go source with default `sdk.schema.extract.*` delivers it after
 /// Conduit's sanitizing (absent `before` becomes empty raw data).
 fn encoded_record(id: i64) -> Record {
-    let metadata = HashMap::from([
+    let metadata = std::collections::BTreeMap::from([
         (
             "opencdc.payload.schema.subject".to_string(),
             "orders.payload".to_string(),

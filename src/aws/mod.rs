@@ -48,6 +48,8 @@ pub enum AwsError {
     NoCredentials { detail: String },
     #[error("could not reach the Kinesis endpoint {endpoint} ({detail}): check aws.url, aws.region and the network")]
     Unreachable { endpoint: String, detail: String },
+    #[error("could not set up the HTTPS client for Kinesis: {detail}")]
+    HttpClient { detail: String },
     #[error("Kinesis {operation} on stream {stream:?} failed: {detail}")]
     Other {
         operation: &'static str,
@@ -95,14 +97,45 @@ pub async fn load_sdk_config(settings: &AwsSettings) -> Result<SdkConfig, AwsErr
         .build())
 }
 
-/// A Kinesis client for the settings, with the endpoint override applied.
-pub async fn kinesis_client(settings: &AwsSettings) -> Result<Client, AwsError> {
+/// A Kinesis client and what it was built from.
+pub struct KinesisConnection {
+    pub client: Client,
+    pub sdk_config: SdkConfig,
+    /// The endpoint Kinesis calls go to when it is not AWS's own: `aws.url`, else one set
+    /// for Kinesis in the environment or profile (`AWS_ENDPOINT_URL_KINESIS`, ...).
+    pub endpoint_override: Option<String>,
+}
+
+/// Resolves the settings and builds a Kinesis client with the endpoint override applied.
+pub async fn connect_kinesis(settings: &AwsSettings) -> Result<KinesisConnection, AwsError> {
     let sdk_config = load_sdk_config(settings).await?;
+    let endpoint_override = settings.endpoint_url.clone().or_else(|| {
+        // What aws_sdk_kinesis::config::Builder::from(&SdkConfig) looks at.
+        let key = aws_types::service_config::ServiceConfigKey::builder()
+            .service_id("Kinesis")
+            .env("AWS_ENDPOINT_URL")
+            .profile("endpoint_url")
+            .build()
+            .expect("all fields are set");
+        sdk_config
+            .service_config()
+            .and_then(|config| config.load_config(key))
+            .or_else(|| sdk_config.endpoint_url().map(str::to_string))
+    });
     let mut builder = aws_sdk_kinesis::config::Builder::from(&sdk_config);
-    if let Some(url) = &settings.endpoint_url {
+    if let Some(url) = &endpoint_override {
         builder = builder.endpoint_url(url.clone());
     }
-    Ok(Client::from_conf(builder.build()))
+    Ok(KinesisConnection {
+        client: Client::from_conf(builder.build()),
+        sdk_config,
+        endpoint_override,
+    })
+}
+
+/// A Kinesis client for the settings, with the endpoint override applied.
+pub async fn kinesis_client(settings: &AwsSettings) -> Result<Client, AwsError> {
+    Ok(connect_kinesis(settings).await?.client)
 }
 
 /// What the start-up check learned about the stream.
@@ -191,6 +224,11 @@ const CREDENTIAL_ERROR_CODES: &[&str] = &[
     "MissingAuthenticationTokenException",
     "SignatureDoesNotMatch",
 ];
+
+/// Whether an AWS error code means the request's credentials were rejected.
+pub fn is_credential_error_code(code: &str) -> bool {
+    CREDENTIAL_ERROR_CODES.contains(&code)
+}
 
 /// Maps an SDK error onto the cause a user can act on.
 pub fn classify<E, R>(

@@ -13,8 +13,6 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use aws_sdk_kinesis::config::retry::RetryConfig;
-use aws_sdk_kinesis::Client;
 use serde_json::Value;
 use tokio::sync::{mpsc, oneshot};
 
@@ -29,10 +27,11 @@ use crate::destination::batch::{BatchLimits, MAX_ENTRIES};
 use crate::destination::format::{
     RecordFormat, ROW_DEFAULT_OP_TIMESTAMP_FIELD, ROW_DEFAULT_OP_TYPE_FIELD,
 };
+use crate::destination::put::PutRecordsClient;
 use crate::destination::rate::RateLimiter;
 use crate::destination::settings::{DestinationSettings, StreamTarget};
 use crate::destination::writer::{
-    self, prepare_record, StreamInfo, Writer, WriterConfig, DEFAULT_MAX_RECORD_SIZE,
+    prepare_record, StreamInfo, Writer, WriterConfig, DEFAULT_MAX_RECORD_SIZE,
 };
 use crate::plugin::{Record, WriteOutcome};
 use crate::proto::opencdc::v1::{data, Change, Data, Operation};
@@ -389,7 +388,7 @@ impl Encoder<'_> {
         Ok(Record {
             position: format!("{} line {}", self.source, row.line).into_bytes(),
             operation: self.options.operation as i32,
-            metadata: HashMap::new(),
+            metadata: Default::default(),
             key,
             payload: Some(Change {
                 before: None,
@@ -607,35 +606,24 @@ async fn send(
     let StreamTarget::Fixed(stream) = &settings.target else {
         return fail("the stream is not a fixed stream");
     };
-    let client = match aws::kinesis_client(&settings.aws).await {
-        Ok(client) => client,
+    let connection = match aws::connect_kinesis(&settings.aws).await {
+        Ok(connection) => connection,
         Err(e) => return fail(in_option_terms(&e.to_string())),
     };
+    let client = connection.client.clone();
     let endpoint = aws::describe_endpoint(&settings.aws, &client);
     let summary = match aws::describe_stream(&client, stream, &endpoint).await {
         Ok(summary) => summary,
         Err(e) => return fail(in_option_terms(&e.to_string())),
     };
     tracing::info!(stream = %summary.name, status = %summary.status, open_shards = summary.open_shards, %endpoint, "connected");
-    let info = StreamInfo {
-        max_record_size: settings
-            .max_record_size
-            .or(summary
-                .max_record_size_kib
-                .filter(|&k| k > 0)
-                .map(|k| k as usize * 1024))
-            .unwrap_or(writer::DEFAULT_MAX_RECORD_SIZE),
+    let info = StreamInfo::new(settings.max_record_size, summary.max_record_size_kib);
+    let put = match PutRecordsClient::new(&connection.sdk_config, connection.endpoint_override) {
+        Ok(put) => put,
+        Err(e) => return fail(e),
     };
-    // As in the destination: the writer retries failed entries itself.
-    let write_client = Client::from_conf(
-        client
-            .config()
-            .to_builder()
-            .retry_config(RetryConfig::disabled())
-            .build(),
-    );
     let batch_size = config.limits.max_entries;
-    let writer = Writer::start(write_client, config, vec![(stream.clone(), info)]);
+    let writer = Writer::start(client, put, config, vec![(stream.clone(), info)]);
 
     let counters = Arc::new(Counters::default());
     let progress = Progress::start(
@@ -766,7 +754,10 @@ mod tests {
         }
     }
 
-    fn prepared(args: &[&str], json: &str) -> Result<writer::PreparedRecord, String> {
+    fn prepared(
+        args: &[&str],
+        json: &str,
+    ) -> Result<crate::destination::writer::PreparedRecord, String> {
         let options = options_for(args)?;
         let (_, config) = writer_setup(&options)?;
         let mut encoder = Encoder {

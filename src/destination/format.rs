@@ -60,7 +60,6 @@ use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::io::Write as _;
 
-use base64::Engine as _;
 use prost_types::value::Kind;
 
 use super::template::{operation_name, RecordTemplate};
@@ -377,7 +376,7 @@ fn write_operation(out: &mut Vec<u8>, operation: i32) {
 }
 
 /// `opencdc.Metadata`; `null` when empty (a nil map after protobuf-go).
-fn write_metadata(out: &mut Vec<u8>, metadata: &std::collections::HashMap<String, String>) {
+fn write_metadata(out: &mut Vec<u8>, metadata: &Metadata) {
     if metadata.is_empty() {
         out.extend_from_slice(b"null");
         return;
@@ -394,11 +393,16 @@ fn write_metadata(out: &mut Vec<u8>, metadata: &std::collections::HashMap<String
     out.push(b'}');
 }
 
-fn sorted_metadata(
-    metadata: &std::collections::HashMap<String, String>,
-) -> Vec<(&String, &String)> {
+/// Record metadata, ordered by raw key.
+type Metadata = std::collections::BTreeMap<String, String>;
+
+/// Metadata entries in goccy's order: the map's own order unless a key sorts differently
+/// once encoded (the usual `opencdc.*` / `conduit.*` keys never do).
+fn sorted_metadata(metadata: &Metadata) -> Vec<(&String, &String)> {
     let mut entries: Vec<(&String, &String)> = metadata.iter().collect();
-    go_sort(&mut entries, |e| e.0.as_bytes());
+    if !metadata.keys().all(|k| plain_key(k.as_bytes())) {
+        go_sort(&mut entries, |e| e.0.as_bytes());
+    }
     entries
 }
 
@@ -416,15 +420,9 @@ fn write_data(out: &mut Vec<u8>, d: Option<&Data>) {
 const HEX: &[u8; 16] = b"0123456789abcdef";
 
 fn write_base64(out: &mut Vec<u8>, bytes: &[u8]) {
-    let engine = &base64::engine::general_purpose::STANDARD;
     out.push(b'"');
-    let start = out.len();
-    let encoded = bytes.len().div_ceil(3) * 4;
-    out.resize(start + encoded, 0);
-    let written = engine
-        .encode_slice(bytes, &mut out[start..])
-        .unwrap_or_default();
-    out.truncate(start + written);
+    // The SIMD encoder is about three times faster than a table one on 1 KiB payloads.
+    base64_simd::STANDARD.encode_append(bytes, out);
     out.push(b'"');
 }
 

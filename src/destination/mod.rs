@@ -4,6 +4,7 @@
 pub mod batch;
 pub mod format;
 pub mod key;
+pub mod put;
 pub mod rate;
 pub mod retry;
 pub mod schema;
@@ -13,15 +14,13 @@ pub mod writer;
 
 use std::sync::Arc;
 
-use aws_sdk_kinesis::config::retry::RetryConfig;
-use aws_sdk_kinesis::Client;
-
 use crate::aws;
 use crate::connection::LifecycleError;
 use crate::plugin::env::PluginEnv;
 use crate::plugin::{BoxError, Destination, RawConfig, Record, WriteFuture};
 use batch::BatchLimits;
 use format::RecordFormat;
+use put::PutRecordsClient;
 use schema::SchemaDecoder;
 use settings::{DestinationSettings, StreamTarget};
 use writer::{Decode, Encode, StreamInfo, Writer, WriterConfig};
@@ -77,9 +76,10 @@ impl Destination for KinesisDestination {
             .configured
             .take()
             .ok_or(LifecycleError::NotConfigured("Open"))?;
-        let client = aws::kinesis_client(&settings.aws)
+        let connection = aws::connect_kinesis(&settings.aws)
             .await
             .map_err(LifecycleError::Aws)?;
+        let client = connection.client.clone();
         let endpoint = aws::describe_endpoint(&settings.aws, &client);
         let mut known = Vec::new();
         match &settings.target {
@@ -88,15 +88,8 @@ impl Destination for KinesisDestination {
             {
                 Ok(summary) => {
                     tracing::info!(stream = %summary.name, status = %summary.status, open_shards = summary.open_shards, %endpoint, "destination connected");
-                    let info = StreamInfo {
-                        max_record_size: settings
-                            .max_record_size
-                            .or(summary
-                                .max_record_size_kib
-                                .filter(|&k| k > 0)
-                                .map(|k| k as usize * 1024))
-                            .unwrap_or(writer::DEFAULT_MAX_RECORD_SIZE),
-                    };
+                    let info =
+                        StreamInfo::new(settings.max_record_size, summary.max_record_size_kib);
                     known.push((stream.clone(), info));
                 }
                 // Created on first use.
@@ -110,14 +103,8 @@ impl Destination for KinesisDestination {
                     .map_err(LifecycleError::Aws)?;
             }
         }
-        // The writer retries by entry itself; SDK-level retries would multiply the attempts.
-        let write_client = Client::from_conf(
-            client
-                .config()
-                .to_builder()
-                .retry_config(RetryConfig::disabled())
-                .build(),
-        );
+        let put = PutRecordsClient::new(&connection.sdk_config, connection.endpoint_override)
+            .map_err(|detail| LifecycleError::Aws(aws::AwsError::HttpClient { detail }))?;
         let decoder: Option<Arc<dyn Decode>> =
             (settings.decode_payload_schema || settings.decode_key_schema).then(|| {
                 Arc::new(SchemaDecoder::new(
@@ -145,7 +132,7 @@ impl Destination for KinesisDestination {
             retry: settings.retry,
             rate: rate::RateLimiter::new(settings.rate_per_second, settings.rate_burst),
         };
-        self.writer = Some(Writer::start(write_client, config, known));
+        self.writer = Some(Writer::start(client, put, config, known));
         Ok(())
     }
 

@@ -13,19 +13,17 @@ use std::sync::{Arc, Mutex as StdMutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use aws_sdk_kinesis::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
-use aws_sdk_kinesis::primitives::Blob;
-use aws_sdk_kinesis::types::{PutRecordsRequestEntry, StreamMode, StreamModeDetails};
+use aws_sdk_kinesis::error::{DisplayErrorContext, ProvideErrorMetadata};
+use aws_sdk_kinesis::types::{StreamMode, StreamModeDetails};
 use aws_sdk_kinesis::Client;
 use tokio::sync::{mpsc, oneshot, Notify};
 use tokio::task::JoinHandle;
 
 use super::batch::{Batch, BatchEntry, BatchLimits, Offer, MAX_REQUEST_BYTES};
 use super::key::{explicit_hash_key, random_partition_key, KeyStrategy};
+use super::put::{CallError, PutEntry, PutRecordsClient};
 use super::rate::RateLimiter;
-use super::retry::{
-    call_verdict, entry_verdict, CallFailure, CallVerdict, EntryVerdict, RetryPolicy,
-};
+use super::retry::{call_verdict, entry_verdict, CallVerdict, EntryVerdict, RetryPolicy};
 use super::settings::{stream_ref_from_rendered, CreateMode, StreamTarget};
 use super::template::RecordTemplate;
 use crate::aws::StreamRef;
@@ -115,8 +113,10 @@ impl Drop for Writer {
 }
 
 impl Writer {
+    /// `client` describes and creates streams; `put` writes.
     pub fn start(
         client: Client,
+        put: PutRecordsClient,
         config: WriterConfig,
         known: Vec<(StreamRef, StreamInfo)>,
     ) -> Writer {
@@ -130,13 +130,14 @@ impl Writer {
             catalog.insert(&stream, info);
         }
         let backlog = Arc::new(Backlog::default());
+        let put = Arc::new(put);
         let mut tasks = Vec::new();
         let mut lanes = Vec::new();
         for _ in 0..config.concurrency.max(1) {
             let (tx, rx) = mpsc::channel::<Vec<Entry>>(LANE_QUEUE_CHUNKS);
             lanes.push(tx);
             let lane = Lane {
-                client: client.clone(),
+                put: put.clone(),
                 config: config.clone(),
                 catalog: catalog.clone(),
                 backlog: backlog.clone(),
@@ -393,6 +394,20 @@ pub struct StreamInfo {
     pub max_record_size: usize,
 }
 
+impl StreamInfo {
+    /// The configured record size limit, else the stream's `MaxRecordSizeInKiB`, else 1 MiB.
+    pub fn new(configured_max: Option<usize>, reported_max_kib: Option<i32>) -> StreamInfo {
+        let reported = reported_max_kib
+            .filter(|&k| k > 0)
+            .map(|k| k as usize * 1024);
+        StreamInfo {
+            max_record_size: configured_max
+                .or(reported)
+                .unwrap_or(DEFAULT_MAX_RECORD_SIZE),
+        }
+    }
+}
+
 /// Stream descriptions (and creation), cached per stream.
 struct StreamCatalog {
     client: Client,
@@ -457,13 +472,7 @@ impl StreamCatalog {
     }
 
     fn info_from(&self, max_kib: Option<i32>) -> StreamInfo {
-        let reported = max_kib.filter(|&k| k > 0).map(|k| k as usize * 1024);
-        StreamInfo {
-            max_record_size: self
-                .max_record_size
-                .or(reported)
-                .unwrap_or(DEFAULT_MAX_RECORD_SIZE),
-        }
+        StreamInfo::new(self.max_record_size, max_kib)
     }
 
     async fn describe(&self, stream: &StreamRef) -> Result<Result<StreamInfo, String>, Missing> {
@@ -561,7 +570,7 @@ impl Gathering {
 }
 
 struct Lane {
-    client: Client,
+    put: Arc<PutRecordsClient>,
     config: Arc<WriterConfig>,
     catalog: Arc<StreamCatalog>,
     backlog: Arc<Backlog>,
@@ -722,41 +731,20 @@ impl Lane {
         stream: &StreamRef,
         entries: Vec<Entry>,
     ) -> (Vec<Entry>, Option<String>) {
-        let request_entries: Vec<PutRecordsRequestEntry> = entries
-            .iter()
-            .map(|e| {
-                PutRecordsRequestEntry::builder()
-                    .data(Blob::new(e.data.clone()))
-                    .partition_key(e.partition_key.clone())
-                    .set_explicit_hash_key(e.hash_key.clone())
-                    .build()
-                    .expect("data and partition key are set")
-            })
-            .collect();
         debug_assert!(
             entries.iter().map(Entry::size).sum::<usize>() <= MAX_REQUEST_BYTES
                 || entries.len() == 1
         );
-        let mut request = self.client.put_records().set_records(Some(request_entries));
-        request = match &stream.arn {
-            Some(arn) => request.stream_arn(arn),
-            None => request.stream_name(&stream.name),
-        };
-        match request.send().await {
-            Ok(output) => {
-                let results = output.records;
-                if results.len() != entries.len() {
-                    let reason = format!(
-                        "PutRecords answered {} results for {} entries",
-                        results.len(),
-                        entries.len()
-                    );
-                    return (entries, Some(reason));
-                }
+        match self.put.put_records(stream, &entries).await {
+            Ok(results) => {
                 let mut retry = Vec::new();
                 let mut last_error = None;
                 for (entry, result) in entries.into_iter().zip(results) {
-                    match entry_verdict(result.error_code(), result.error_message()) {
+                    let verdict = match &result {
+                        None => EntryVerdict::Written,
+                        Some(failure) => entry_verdict(Some(&failure.code), Some(&failure.message)),
+                    };
+                    match verdict {
                         EntryVerdict::Written => entry.resolve(Ok(())),
                         EntryVerdict::Retry { code, message } => {
                             last_error = Some(format!("{code}: {message}"));
@@ -773,8 +761,11 @@ impl Lane {
                 }
                 (retry, last_error)
             }
-            Err(error) => {
-                let (failure, code, message) = describe_call_error(&error);
+            Err(CallError {
+                failure,
+                code,
+                message,
+            }) => {
                 let reason = match &code {
                     Some(code) => format!("{code}: {message}"),
                     None => message,
@@ -808,36 +799,16 @@ impl Lane {
     }
 }
 
-fn describe_call_error<E, R>(error: &SdkError<E, R>) -> (CallFailure, Option<String>, String)
-where
-    E: ProvideErrorMetadata + std::error::Error + 'static,
-    R: std::fmt::Debug + HttpStatus,
-{
-    let message = error
-        .message()
-        .map(str::to_string)
-        .unwrap_or_else(|| DisplayErrorContext(error).to_string());
-    let code = error.code().map(str::to_string);
-    let failure = match error {
-        SdkError::ServiceError(context) => CallFailure::Service {
-            status: context.raw().status_code(),
-        },
-        SdkError::ResponseError(context) => CallFailure::Service {
-            status: context.raw().status_code(),
-        },
-        SdkError::DispatchFailure(_) | SdkError::TimeoutError(_) => CallFailure::Transport,
-        _ => CallFailure::Local,
-    };
-    (failure, code, message)
-}
+impl PutEntry for Entry {
+    fn data(&self) -> &[u8] {
+        &self.data
+    }
 
-/// The HTTP status of a raw response, for retry decisions.
-pub trait HttpStatus {
-    fn status_code(&self) -> u16;
-}
+    fn partition_key(&self) -> &str {
+        &self.partition_key
+    }
 
-impl HttpStatus for aws_smithy_runtime_api::http::Response {
-    fn status_code(&self) -> u16 {
-        self.status().as_u16()
+    fn explicit_hash_key(&self) -> Option<&str> {
+        self.hash_key.as_deref()
     }
 }

@@ -1,6 +1,6 @@
 //! Turning Kinesis records into OpenCDC records.
 
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 
 use base64::Engine as _;
 
@@ -50,7 +50,7 @@ pub fn to_opencdc(
             return record;
         }
     }
-    let mut metadata = HashMap::with_capacity(10);
+    let mut metadata = BTreeMap::new();
     metadata.insert(META_STREAM.to_string(), stream.to_string());
     metadata.insert(META_SHARD.to_string(), shard.to_string());
     metadata.insert(META_SEQUENCE.to_string(), read.sequence);
@@ -109,7 +109,7 @@ pub fn parse_opencdc_json(bytes: &[u8]) -> Option<Record> {
         _ => return None,
     };
     let metadata = match object.get("metadata") {
-        None | Some(serde_json::Value::Null) => HashMap::new(),
+        None | Some(serde_json::Value::Null) => BTreeMap::new(),
         Some(serde_json::Value::Object(map)) => map
             .iter()
             .map(|(k, v)| v.as_str().map(|v| (k.clone(), v.to_string())))

@@ -1,6 +1,5 @@
 //! Driving the destination over gRPC as Conduit does, and reading back what reached Kinesis.
 
-use std::collections::HashMap;
 use std::time::Duration;
 
 use aws_sdk_kinesis::types::ShardIteratorType;
@@ -146,7 +145,7 @@ pub fn raw_record(position: &str, key: &str, payload: &[u8]) -> Record {
     Record {
         position: position.as_bytes().to_vec(),
         operation: Operation::Create as i32,
-        metadata: HashMap::new(),
+        metadata: Default::default(),
         key: raw(key.as_bytes()),
         payload: Some(Change {
             before: None,

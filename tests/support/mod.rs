@@ -15,6 +15,7 @@ pub mod fault_proxy;
 pub mod goplugin_host;
 pub mod kinesis_local;
 pub mod plugin;
+pub mod sigv4;
 pub mod source;
 
 use std::net::TcpListener;
