@@ -21,7 +21,8 @@
 //!
 //! Environment knobs: `BENCH_RECORDS` (default 200000), `BENCH_WARMUP` (20000),
 //! `BENCH_KL_RECORDS` (5000), `BENCH_SKIP_KINESIS_LOCAL=1`, `BENCH_ONLY=1k|100b` (bench
-//! endpoint scenarios), `BENCH_SKIP_BASELINE=1` (for profiling runs), and for experiments
+//! endpoint scenarios), `BENCH_SKIP_BASELINE=1` (for profiling runs), `BENCH_NO_PIN=1` (no
+//! second plugin run pinned to one core with `taskset`), and for experiments
 //! `BENCH_PLUGIN_CONFIG=k=v,...` (extra destination settings) and `BENCH_BASELINE_CALL`
 //! (entries per baseline PutRecords call, default 500).
 

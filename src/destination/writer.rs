@@ -175,6 +175,16 @@ impl Writer {
     }
 }
 
+/// How long a partial call waits for records still being prepared.
+const FILL_WAIT: Duration = Duration::from_millis(50);
+
+async fn sleep_until_some(deadline: Option<tokio::time::Instant>) {
+    match deadline {
+        Some(deadline) => tokio::time::sleep_until(deadline).await,
+        None => std::future::pending().await,
+    }
+}
+
 /// Chunks of entries a lane may have queued before the preparer waits for it.
 const LANE_QUEUE_CHUNKS: usize = 4;
 
@@ -609,6 +619,7 @@ impl Lane {
         }
         let mut closed = false;
         let mut deadline = None;
+        let mut filling = None;
         while !gathering.full && !gathering.batch.is_full() {
             let drained = self.backlog.drained.notified();
             tokio::pin!(drained);
@@ -637,12 +648,17 @@ impl Lane {
                 }
                 continue;
             }
+            // A partial call waits for the records still being prepared, but not for long: a
+            // preparer held up by another lane (throttled, retrying) must not hold this one.
+            let fill_deadline = (!gathering.batch.is_empty())
+                .then(|| *filling.get_or_insert_with(|| tokio::time::Instant::now() + FILL_WAIT));
             tokio::select! {
                 chunk = self.waiting.recv() => match chunk {
                     Some(chunk) => chunk.into_iter().for_each(|entry| gathering.offer(entry)),
                     None => closed = true,
                 },
                 _ = &mut drained => {}
+                _ = sleep_until_some(fill_deadline) => break,
             }
         }
         if closed && gathering.batch.is_empty() {

@@ -12,7 +12,7 @@ use aws_sdk_kinesis::types::{
 use aws_sdk_kinesis::Client;
 use tokio::sync::mpsc;
 
-use super::deaggregate::deaggregate;
+use super::deaggregate::decode_aggregate;
 use super::position::{Resume, ShardProgress};
 use super::records::ReadRecord;
 use super::settings::InitialPosition;
@@ -137,15 +137,18 @@ impl ShardCursor {
             .and_then(|t| t.to_millis().ok());
         let encryption_type = record.encryption_type.map(|e| e.as_str().to_string());
         let data = record.data.into_inner();
-        let users = if deaggregate_enabled {
-            deaggregate(&partition_key, &data)
-        } else {
-            vec![super::deaggregate::UserRecord {
-                partition_key: partition_key.clone(),
+        // A plain record (the usual case) is moved through, not copied.
+        let users = match deaggregate_enabled
+            .then(|| decode_aggregate(&data))
+            .flatten()
+        {
+            Some(users) => users,
+            None => vec![super::deaggregate::UserRecord {
+                partition_key,
                 explicit_hash_key: None,
                 data,
                 sub_sequence: None,
-            }]
+            }],
         };
         let count = users.len();
         let mut out = Vec::with_capacity(count);
