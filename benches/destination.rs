@@ -26,6 +26,10 @@
 //! `BENCH_PLUGIN_CONFIG=k=v,...` (extra destination settings) and `BENCH_BASELINE_CALL`
 //! (entries per baseline PutRecords call, default 500).
 
+#[path = "common/mod.rs"]
+mod common;
+use common::pin;
+
 use std::collections::{HashMap, VecDeque};
 use std::fmt::Write as _;
 use std::io::{BufRead, BufReader, Read};
@@ -1316,22 +1320,6 @@ fn pinned_runs(cores: usize) -> Vec<bool> {
         vec![false, true]
     } else {
         vec![false]
-    }
-}
-
-/// Pins every thread of a process to the CPUs of `mask` (hex) with `taskset -a -p`.
-fn pin(pid: u32, mask: &str) -> Result<(), String> {
-    let status = Command::new("taskset")
-        .args(["-a", "-p", mask, &pid.to_string()])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .map_err(|e| format!("taskset: {e}"))?;
-    if status.success() {
-        Ok(())
-    } else {
-        Err(format!("taskset -a -p {mask} {pid} failed ({status})"))
     }
 }
 

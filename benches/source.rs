@@ -40,6 +40,10 @@
 //! `SOURCE_BENCH_FLOW_PER_SHARD` (300), `SOURCE_BENCH_FLOW_SECS` (20),
 //! `SOURCE_BENCH_FLOW_ENDPOINT_SECS` (10), `SOURCE_BENCH_NO_PIN=1` (no pinned ceiling runs).
 
+#[path = "common/mod.rs"]
+mod common;
+use common::pin;
+
 use std::collections::{HashMap, HashSet};
 use std::fmt::Write as _;
 use std::io::{BufReader, Read};
@@ -1570,22 +1574,6 @@ async fn fill_stream(
 
 // ---------------------------------------------------------------------------------------------
 // Orchestration
-
-/// Pins every thread of a process to the CPUs of `mask` (hex) with `taskset -a -p`.
-fn pin(pid: u32, mask: &str) -> Result<(), String> {
-    let status = Command::new("taskset")
-        .args(["-a", "-p", mask, &pid.to_string()])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .map_err(|e| format!("taskset: {e}"))?;
-    if status.success() {
-        Ok(())
-    } else {
-        Err(format!("taskset -a -p {mask} {pid} failed ({status})"))
-    }
-}
 
 fn load_average() -> String {
     std::fs::read_to_string("/proc/loadavg")
