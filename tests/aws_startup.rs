@@ -19,14 +19,15 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use conduit_connector_kinesis::proto::connector::v2::{destination, source};
-use support::capture_server::{CannedResponse, CaptureServer, CapturedRequest};
+use support::capture_server::{
+    describe_stream_summary_body, CannedResponse, CaptureServer, CapturedRequest,
+};
 use support::kinesis_local::{self, unique_stream_name, KinesisLocal};
 use support::plugin::{config, pair, run_env, PluginProcess};
 
 /// Upper bound for one Open; a hang is a failure, not a stuck test run.
 const OPEN_TIMEOUT: Duration = Duration::from_secs(20);
 const KINESIS_TARGET: &str = "Kinesis_20131202.DescribeStreamSummary";
-const ACCOUNT: &str = "123456789012";
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Side {
@@ -297,29 +298,6 @@ fn credential_scope(request: &CapturedRequest) -> (String, String, String) {
         parts[2].to_string(),
         parts[3].to_string(),
     )
-}
-
-fn stream_arn(region: &str, stream: &str) -> String {
-    format!("arn:aws:kinesis:{region}:{ACCOUNT}:stream/{stream}")
-}
-
-/// A DescribeStreamSummary response in the shape AWS sends (awsJson1_1).
-fn describe_stream_summary_body(stream: &str, region: &str) -> String {
-    serde_json::json!({
-        "StreamDescriptionSummary": {
-            "StreamName": stream,
-            "StreamARN": stream_arn(region, stream),
-            "StreamStatus": "ACTIVE",
-            "StreamModeDetails": { "StreamMode": "PROVISIONED" },
-            "RetentionPeriodHours": 24,
-            "StreamCreationTimestamp": 1_700_000_000.5,
-            "EnhancedMonitoring": [],
-            "EncryptionType": "NONE",
-            "OpenShardCount": 2,
-            "ConsumerCount": 0
-        }
-    })
-    .to_string()
 }
 
 /// A fake Kinesis: DescribeStreamSummary answers for `stream` in `region`, anything else is

@@ -9,7 +9,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use base64::Engine;
-use support::capture_server::{CannedResponse, CaptureServer, CapturedRequest};
+use support::capture_server::{
+    describe_stream_summary_body, CannedResponse, CaptureServer, CapturedRequest,
+};
 use support::destination::{raw_record, RunningDestination};
 
 const PUT_RECORDS: &str = "Kinesis_20131202.PutRecords";
@@ -17,24 +19,6 @@ const DESCRIBE: &str = "Kinesis_20131202.DescribeStreamSummary";
 const KEY_ID: &str = "AKIDPUTRECORDSTEST01";
 const SECRET: &str = "put-records-secret-key-value-3a9c";
 const TOKEN: &str = "put-records-session-token-value-b71e";
-
-fn describe_body(stream: &str, region: &str) -> String {
-    serde_json::json!({
-        "StreamDescriptionSummary": {
-            "StreamName": stream,
-            "StreamARN": format!("arn:aws:kinesis:{region}:123456789012:stream/{stream}"),
-            "StreamStatus": "ACTIVE",
-            "StreamModeDetails": { "StreamMode": "PROVISIONED" },
-            "RetentionPeriodHours": 24,
-            "StreamCreationTimestamp": 1_700_000_000.5,
-            "EnhancedMonitoring": [],
-            "EncryptionType": "NONE",
-            "OpenShardCount": 1,
-            "ConsumerCount": 0
-        }
-    })
-    .to_string()
-}
 
 /// A PutRecords answer accepting every entry of `request`.
 fn accept_all(request: &CapturedRequest) -> CannedResponse {
@@ -66,7 +50,7 @@ async fn fake_kinesis<F>(stream: &str, region: &str, put: F) -> CaptureServer
 where
     F: Fn(&CapturedRequest) -> CannedResponse + Send + Sync + 'static,
 {
-    let describe = describe_body(stream, region);
+    let describe = describe_stream_summary_body(stream, region);
     CaptureServer::start(move |request| match request.header("x-amz-target") {
         Some(DESCRIBE) => CannedResponse::aws_json(200, describe.clone()),
         Some(PUT_RECORDS) => put(request),

@@ -332,3 +332,23 @@ pub fn percent_decode(text: &str) -> String {
     }
     String::from_utf8_lossy(&out).into_owned()
 }
+
+/// A Kinesis DescribeStreamSummary answer (awsJson1_1 body) for an ACTIVE two-shard stream of
+/// account 123456789012, as fake Kinesis endpoints return it.
+pub fn describe_stream_summary_body(stream: &str, region: &str) -> String {
+    serde_json::json!({
+        "StreamDescriptionSummary": {
+            "StreamName": stream,
+            "StreamARN": format!("arn:aws:kinesis:{region}:123456789012:stream/{stream}"),
+            "StreamStatus": "ACTIVE",
+            "StreamModeDetails": { "StreamMode": "PROVISIONED" },
+            "RetentionPeriodHours": 24,
+            "StreamCreationTimestamp": 1_700_000_000.5,
+            "EnhancedMonitoring": [],
+            "EncryptionType": "NONE",
+            "OpenShardCount": 2,
+            "ConsumerCount": 0
+        }
+    })
+    .to_string()
+}
