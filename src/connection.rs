@@ -1,8 +1,6 @@
 //! What both sides share: which stream, which AWS account, and opening a checked client.
 
-use aws_sdk_kinesis::Client;
-
-use crate::aws::{self, AwsError, AwsSettings, StreamRef, StreamSummary};
+use crate::aws::{self, AwsError, AwsSettings, KinesisConnection, StreamRef, StreamSummary};
 use crate::config::{ConfigError, Values};
 
 #[derive(Debug, Clone)]
@@ -28,10 +26,10 @@ impl Connection {
     }
 
     /// Builds the client and checks that the stream exists and the credentials work.
-    pub async fn open(&self) -> Result<(Client, StreamSummary), AwsError> {
-        let client = aws::kinesis_client(&self.aws).await?;
-        let endpoint = aws::describe_endpoint(&self.aws, &client);
-        let summary = aws::describe_stream(&client, &self.stream, &endpoint).await?;
+    pub async fn open(&self) -> Result<(KinesisConnection, StreamSummary), AwsError> {
+        let connection = aws::connect_kinesis(&self.aws).await?;
+        let endpoint = aws::describe_endpoint(&self.aws, &connection.client);
+        let summary = aws::describe_stream(&connection.client, &self.stream, &endpoint).await?;
         tracing::info!(
             stream = %summary.name,
             status = %summary.status,
@@ -39,7 +37,7 @@ impl Connection {
             endpoint = %endpoint,
             "connected to Kinesis stream"
         );
-        Ok((client, summary))
+        Ok((connection, summary))
     }
 }
 

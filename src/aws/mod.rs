@@ -1,6 +1,7 @@
 //! Building AWS clients from [`AwsSettings`] and the start-up check of the stream.
 
 pub mod settings;
+pub mod signed;
 
 use aws_config::{BehaviorVersion, Region};
 use aws_credential_types::provider::SharedCredentialsProvider;

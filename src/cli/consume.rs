@@ -19,7 +19,7 @@ use crate::proto::opencdc::v1::data;
 use crate::source::consumer;
 use crate::source::engine::{Engine, EngineConfig};
 use crate::source::position::Position;
-use crate::source::reader::Mode;
+use crate::source::reading_mode;
 use crate::source::records::{META_PARTITION_KEY, META_SEQUENCE, META_SHARD, META_SUB_SEQUENCE};
 use crate::source::settings::{parse_rfc3339_millis, ConsumerChoice, ReadMode, SourceSettings};
 use crate::spec::*;
@@ -256,33 +256,19 @@ async fn consume(options: Options) -> ExitCode {
     tokio::pin!(interrupt);
     let settings = &options.settings;
     let setup = async {
-        let (client, summary) = settings
+        let (connection, summary) = settings
             .connection
             .open()
             .await
             .map_err(|e| in_option_terms(&e.to_string()))?;
-        let mode = match &settings.mode {
-            ReadMode::Polling { interval, limit } => Mode::Polling {
-                interval: *interval,
-                limit: *limit,
-            },
-            ReadMode::FanOut(choice) => {
-                let consumer_arn = match choice {
-                    ConsumerChoice::Arn(arn) => arn.clone(),
-                    ConsumerChoice::Named(name) => {
-                        let name = name.as_deref().unwrap_or(DEFAULT_CONSUMER_NAME);
-                        consumer::ensure(&client, &summary.arn, name)
-                            .await
-                            .map_err(|e| e.to_string())?
-                    }
-                };
-                Mode::FanOut {
-                    consumer_arn,
-                    renew_after: settings.renew_after,
-                    idle_timeout: settings.idle_timeout,
-                }
-            }
+        let consumer_name = match &settings.mode {
+            ReadMode::FanOut(ConsumerChoice::Named(Some(name))) => name.as_str(),
+            _ => DEFAULT_CONSUMER_NAME,
         };
+        let mode = reading_mode(settings, &connection, &summary.arn, consumer_name)
+            .await
+            .map_err(|e| e.to_string())?;
+        let client = connection.client;
         Ok::<_, String>((client, summary, mode))
     };
     let (client, summary, mode) = tokio::select! {

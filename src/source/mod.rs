@@ -4,6 +4,7 @@
 pub mod consumer;
 pub mod deaggregate;
 pub mod engine;
+pub mod eventstream;
 pub mod lineage;
 pub mod position;
 pub mod reader;
@@ -11,10 +12,13 @@ pub mod records;
 pub mod sequence;
 pub mod settings;
 pub mod shards;
+pub mod subscribe;
+
+use std::sync::Arc;
 
 use aws_sdk_kinesis::Client;
 
-use crate::aws;
+use crate::aws::{self, KinesisConnection};
 use crate::connection::LifecycleError;
 use crate::plugin::env::PluginEnv;
 use crate::plugin::{BoxError, RawConfig, Record, Source};
@@ -22,6 +26,7 @@ use engine::{Engine, EngineConfig};
 use position::Position;
 use reader::Mode;
 use settings::{derived_consumer_name, ConsumerChoice, ReadMode, SourceSettings};
+use subscribe::Subscriber;
 
 pub struct KinesisSource {
     connector_id: Option<String>,
@@ -47,6 +52,39 @@ impl KinesisSource {
         name.clone()
             .unwrap_or_else(|| derived_consumer_name(self.connector_id.as_deref()))
     }
+}
+
+/// How the shards are read: for fan-out, with the consumer found or registered
+/// (`consumer_name` when the settings name none) and the subscription client built.
+pub async fn reading_mode(
+    settings: &SourceSettings,
+    connection: &KinesisConnection,
+    stream_arn: &str,
+    consumer_name: &str,
+) -> Result<Mode, SourceError> {
+    Ok(match &settings.mode {
+        ReadMode::Polling { interval, limit } => Mode::Polling {
+            interval: *interval,
+            limit: *limit,
+        },
+        ReadMode::FanOut(choice) => {
+            let consumer_arn = match choice {
+                ConsumerChoice::Arn(arn) => arn.clone(),
+                ConsumerChoice::Named(_) => {
+                    consumer::ensure(&connection.client, stream_arn, consumer_name).await?
+                }
+            };
+            let subscriber = Subscriber::new(connection).map_err(|detail| {
+                SourceError::from(LifecycleError::from(aws::AwsError::HttpClient { detail }))
+            })?;
+            Mode::FanOut {
+                subscriber: Arc::new(subscriber),
+                consumer_arn,
+                renew_after: settings.renew_after,
+                idle_timeout: settings.idle_timeout,
+            }
+        }
+    })
 }
 
 /// Source failures the user sees.
@@ -84,32 +122,17 @@ impl Source for KinesisSource {
             }
             None => Position::new(stream_name.clone()),
         };
-        let (client, summary) = settings
+        let (connection, summary) = settings
             .connection
             .open()
             .await
             .map_err(|e| SourceError::from(LifecycleError::from(e)))?;
-        let mode = match &settings.mode {
-            ReadMode::Polling { interval, limit } => Mode::Polling {
-                interval: *interval,
-                limit: *limit,
-            },
-            ReadMode::FanOut(choice) => {
-                let consumer_arn = match choice {
-                    ConsumerChoice::Arn(arn) => arn.clone(),
-                    ConsumerChoice::Named(name) => {
-                        consumer::ensure(&client, &summary.arn, &self.consumer_name(name))
-                            .await
-                            .map_err(SourceError::from)?
-                    }
-                };
-                Mode::FanOut {
-                    consumer_arn,
-                    renew_after: settings.renew_after,
-                    idle_timeout: settings.idle_timeout,
-                }
-            }
+        let consumer_name = match &settings.mode {
+            ReadMode::FanOut(ConsumerChoice::Named(name)) => self.consumer_name(name),
+            _ => String::new(),
         };
+        let mode = reading_mode(&settings, &connection, &summary.arn, &consumer_name).await?;
+        let client = connection.client;
         tracing::info!(
             stream = %stream_name,
             resumed_shards = position.shards.len(),

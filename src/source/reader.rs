@@ -6,16 +6,15 @@ use std::time::Duration;
 
 use aws_sdk_kinesis::error::{DisplayErrorContext, ProvideErrorMetadata};
 use aws_sdk_kinesis::primitives::DateTime;
-use aws_sdk_kinesis::types::{
-    Record as KinesisRecord, ShardIteratorType, StartingPosition, SubscribeToShardEventStream,
-};
+use aws_sdk_kinesis::types::ShardIteratorType;
 use aws_sdk_kinesis::Client;
 use tokio::sync::mpsc;
 
 use super::deaggregate::decode_aggregate;
 use super::position::{Resume, ShardProgress};
-use super::records::ReadRecord;
+use super::records::{FetchedRecord, ReadRecord};
 use super::settings::InitialPosition;
+use super::subscribe::{StartingPoint, Subscriber};
 use crate::aws::StreamRef;
 
 /// What readers tell the source, in the order it happened on each shard.
@@ -64,6 +63,7 @@ pub struct ReaderContext {
 #[derive(Debug, Clone)]
 pub enum Mode {
     FanOut {
+        subscriber: Arc<Subscriber>,
         consumer_arn: String,
         renew_after: Duration,
         idle_timeout: Duration,
@@ -129,14 +129,30 @@ impl ShardCursor {
     }
 
     /// Splits a Kinesis record into events, dropping what the resumed position covers.
-    fn records(&mut self, record: KinesisRecord, deaggregate_enabled: bool) -> Vec<ReadRecord> {
-        let sequence = record.sequence_number;
-        let partition_key = record.partition_key.unwrap_or_default();
-        let arrival_ms = record
-            .approximate_arrival_timestamp
-            .and_then(|t| t.to_millis().ok());
-        let encryption_type = record.encryption_type.map(|e| e.as_str().to_string());
-        let data = record.data.into_inner();
+    /// Where a subscription resumes: the same place GetShardIterator would.
+    fn starting_point(&self) -> StartingPoint {
+        let (kind, sequence, timestamp) = self.starting_position();
+        match (kind, sequence, timestamp) {
+            (ShardIteratorType::AfterSequenceNumber, Some(sequence), _) => {
+                StartingPoint::AfterSequence(sequence)
+            }
+            (ShardIteratorType::AtSequenceNumber, Some(sequence), _) => {
+                StartingPoint::AtSequence(sequence)
+            }
+            (ShardIteratorType::Latest, _, _) => StartingPoint::Latest,
+            (ShardIteratorType::AtTimestamp, _, Some(ms)) => StartingPoint::AtTimestamp(ms),
+            _ => StartingPoint::TrimHorizon,
+        }
+    }
+
+    fn records(&mut self, record: FetchedRecord, deaggregate_enabled: bool) -> Vec<ReadRecord> {
+        let FetchedRecord {
+            sequence,
+            partition_key,
+            data,
+            arrival_ms,
+            encryption_type,
+        } = record;
         // A plain record (the usual case) is moved through, not copied.
         let users = match deaggregate_enabled
             .then(|| decode_aggregate(&data))
@@ -188,6 +204,7 @@ pub async fn run(context: Arc<ReaderContext>, mode: Mode, shard: String, start: 
     }
     let finished = match mode {
         Mode::FanOut {
+            subscriber,
             consumer_arn,
             renew_after,
             idle_timeout,
@@ -195,6 +212,7 @@ pub async fn run(context: Arc<ReaderContext>, mode: Mode, shard: String, start: 
             fan_out(
                 &context,
                 &mut cursor,
+                &subscriber,
                 &consumer_arn,
                 renew_after,
                 idle_timeout,
@@ -213,7 +231,7 @@ pub async fn run(context: Arc<ReaderContext>, mode: Mode, shard: String, start: 
 async fn send_records(
     context: &ReaderContext,
     cursor: &mut ShardCursor,
-    records: Vec<KinesisRecord>,
+    records: Vec<FetchedRecord>,
 ) -> bool {
     for record in records {
         for read in cursor.records(record, context.deaggregate) {
@@ -283,37 +301,33 @@ async fn read_to_end(context: &ReaderContext, cursor: &ShardCursor) -> bool {
 async fn fan_out(
     context: &ReaderContext,
     cursor: &mut ShardCursor,
+    subscriber: &Subscriber,
     consumer_arn: &str,
     renew_after: Duration,
     idle_timeout: Duration,
 ) -> bool {
     let mut failures = 0u32;
     loop {
-        let (kind, sequence, timestamp) = cursor.starting_position();
-        let position = StartingPosition::builder()
-            .r#type(kind.clone())
-            .set_sequence_number(sequence.clone())
-            .set_timestamp(timestamp.map(DateTime::from_millis))
-            .build()
-            .expect("type is set");
-        let subscribed = context
-            .client
-            .subscribe_to_shard()
-            .consumer_arn(consumer_arn)
-            .shard_id(cursor.shard.as_ref())
-            .starting_position(position)
-            .send()
+        let start = cursor.starting_point();
+        let subscribed = subscriber
+            .subscribe(consumer_arn, &cursor.shard, &start, idle_timeout)
             .await;
-        let mut stream = match subscribed {
-            Ok(output) => output.event_stream,
+        let mut subscription = match subscribed {
+            Ok(subscription) => subscription,
             Err(error) => {
                 failures += 1;
-                tracing::warn!(shard = %cursor.shard, error = %DisplayErrorContext(&error), "SubscribeToShard failed; retrying");
+                if error.code.as_deref() == Some("ResourceNotFoundException")
+                    && is_closed(context, &cursor.shard)
+                {
+                    // A closed shard that expired meanwhile.
+                    return true;
+                }
+                tracing::warn!(shard = %cursor.shard, %error, "SubscribeToShard failed; retrying");
                 tokio::time::sleep(backoff(failures)).await;
                 continue;
             }
         };
-        tracing::debug!(shard = %cursor.shard, ?kind, sequence = sequence.as_deref().unwrap_or(""), "subscribed");
+        tracing::debug!(shard = %cursor.shard, ?start, "subscribed");
         let renew_at = tokio::time::Instant::now() + renew_after;
         let mut last_probe = tokio::time::Instant::now();
         loop {
@@ -322,7 +336,7 @@ async fn fan_out(
                     tracing::debug!(shard = %cursor.shard, "renewing subscription before its 5-minute end");
                     break;
                 }
-                next = tokio::time::timeout(idle_timeout, stream.recv()) => next,
+                next = tokio::time::timeout(idle_timeout, subscription.next_event()) => next,
             };
             match next {
                 Err(_) => {
@@ -332,24 +346,24 @@ async fn fan_out(
                 // The server ended the subscription (after 5 minutes): resubscribe.
                 Ok(Ok(None)) => break,
                 Ok(Err(error)) => {
-                    let code = error.code().unwrap_or("").to_string();
                     failures += 1;
-                    if code == "ResourceNotFoundException" && is_closed(context, &cursor.shard) {
+                    if error.code.as_deref() == Some("ResourceNotFoundException")
+                        && is_closed(context, &cursor.shard)
+                    {
                         // A closed shard that expired meanwhile.
                         return true;
                     }
-                    tracing::warn!(shard = %cursor.shard, error = %DisplayErrorContext(&error), "subscription failed; resubscribing");
+                    tracing::warn!(shard = %cursor.shard, %error, "subscription failed; resubscribing");
                     tokio::time::sleep(backoff(failures)).await;
                     break;
                 }
-                Ok(Ok(Some(SubscribeToShardEventStream::SubscribeToShardEvent(event)))) => {
+                Ok(Ok(Some(event))) => {
                     failures = 0;
                     let had_records = !event.records.is_empty();
                     if !send_records(context, cursor, event.records).await {
                         return false;
                     }
-                    let continuation = event.continuation_sequence_number;
-                    match (!continuation.is_empty()).then_some(continuation) {
+                    match event.continuation {
                         Some(continuation) => {
                             if !matches!(&cursor.progress, Some(ShardProgress::After { sequence, sub_sequence: None }) if sequence == &continuation)
                             {
@@ -382,7 +396,6 @@ async fn fan_out(
                         }
                     }
                 }
-                Ok(Ok(Some(_))) => {}
             }
         }
     }
@@ -437,7 +450,8 @@ async fn poll(
             Ok(page) => {
                 failures = 0;
                 let empty = page.records.is_empty();
-                if !send_records(context, cursor, page.records).await {
+                let records = page.records.into_iter().map(FetchedRecord::from).collect();
+                if !send_records(context, cursor, records).await {
                     return false;
                 }
                 match page.next_shard_iterator {

@@ -6,6 +6,31 @@ use base64::Engine as _;
 
 use crate::proto::opencdc::v1::{data, Change, Data, Operation, Record};
 
+/// A Kinesis record as a shard returned it (before de-aggregation).
+#[derive(Debug, Clone, PartialEq)]
+pub struct FetchedRecord {
+    pub sequence: String,
+    pub partition_key: String,
+    pub data: Vec<u8>,
+    /// Approximate arrival time, milliseconds since the epoch.
+    pub arrival_ms: Option<i64>,
+    pub encryption_type: Option<String>,
+}
+
+impl From<aws_sdk_kinesis::types::Record> for FetchedRecord {
+    fn from(record: aws_sdk_kinesis::types::Record) -> Self {
+        FetchedRecord {
+            sequence: record.sequence_number,
+            partition_key: record.partition_key.unwrap_or_default(),
+            data: record.data.into_inner(),
+            arrival_ms: record
+                .approximate_arrival_timestamp
+                .and_then(|t| t.to_millis().ok()),
+            encryption_type: record.encryption_type.map(|e| e.as_str().to_string()),
+        }
+    }
+}
+
 /// One user record as read from a shard (after de-aggregation).
 #[derive(Debug, Clone, PartialEq)]
 pub struct ReadRecord {
