@@ -126,7 +126,7 @@ fn mix(mut x: u64) -> u64 {
 
 fn raw(bytes: Vec<u8>) -> Option<Data> {
     Some(Data {
-        data: Some(data::Data::RawData(bytes)),
+        data: Some(data::Data::RawData(bytes.into())),
     })
 }
 

@@ -59,7 +59,7 @@ impl Sent {
 
 fn raw(bytes: &[u8]) -> Option<Data> {
     Some(Data {
-        data: Some(data::Data::RawData(bytes.to_vec())),
+        data: Some(data::Data::RawData(bytes.to_vec().into())),
     })
 }
 

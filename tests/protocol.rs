@@ -776,12 +776,12 @@ fn destination_record(position: &str, payload_len: usize) -> Record {
         operation: Operation::Create as i32,
         metadata: Default::default(),
         key: Some(Data {
-            data: Some(data::Data::RawData(b"key".to_vec())),
+            data: Some(data::Data::RawData(b"key".to_vec().into())),
         }),
         payload: Some(Change {
             before: None,
             after: Some(Data {
-                data: Some(data::Data::RawData(vec![b'x'; payload_len])),
+                data: Some(data::Data::RawData(vec![b'x'; payload_len].into())),
             }),
         }),
     }

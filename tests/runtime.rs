@@ -411,7 +411,7 @@ impl Drop for Server {
 
 fn raw(bytes: &[u8]) -> Option<Data> {
     Some(Data {
-        data: Some(data::Data::RawData(bytes.to_vec())),
+        data: Some(data::Data::RawData(bytes.to_vec().into())),
     })
 }
 

@@ -161,7 +161,7 @@ impl FakeSchemaService {
 
 fn raw(bytes: Vec<u8>) -> Option<Data> {
     Some(Data {
-        data: Some(data::Data::RawData(bytes)),
+        data: Some(data::Data::RawData(bytes.into())),
     })
 }
 

@@ -51,7 +51,7 @@ fn payload(record: &Record) -> String {
         .and_then(|p| p.after.as_ref())
         .and_then(|d| d.data.as_ref())
     {
-        Some(data::Data::RawData(bytes)) => String::from_utf8(bytes.clone()).unwrap(),
+        Some(data::Data::RawData(bytes)) => String::from_utf8(bytes.to_vec()).unwrap(),
         other => panic!("unexpected payload {other:?}"),
     }
 }

@@ -18,7 +18,7 @@ fn payload(record: &conduit_connector_kinesis::proto::opencdc::v1::Record) -> St
         .and_then(|p| p.after.as_ref())
         .and_then(|d| d.data.as_ref())
     {
-        Some(data::Data::RawData(bytes)) => String::from_utf8(bytes.clone()).unwrap(),
+        Some(data::Data::RawData(bytes)) => String::from_utf8(bytes.to_vec()).unwrap(),
         other => panic!("unexpected payload {other:?}"),
     }
 }

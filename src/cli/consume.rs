@@ -226,7 +226,7 @@ fn record_line(record: &Record) -> String {
         .and_then(|p| p.after.as_ref())
         .and_then(|d| d.data.as_ref())
     {
-        Some(data::Data::RawData(bytes)) => bytes.as_slice(),
+        Some(data::Data::RawData(bytes)) => &bytes[..],
         _ => &[],
     };
     line = line.data(data);
@@ -479,7 +479,7 @@ mod tests {
             payload: Some(Change {
                 before: None,
                 after: Some(Data {
-                    data: Some(data::Data::RawData(b"{\"a\":1}".to_vec())),
+                    data: Some(data::Data::RawData(b"{\"a\":1}".to_vec().into())),
                 }),
             }),
             ..Default::default()
@@ -493,7 +493,7 @@ mod tests {
         record.payload = Some(Change {
             before: None,
             after: Some(Data {
-                data: Some(data::Data::RawData(vec![0xf3, 0x89])),
+                data: Some(data::Data::RawData(vec![0xf3, 0x89].into())),
             }),
         });
         assert_eq!(

@@ -393,7 +393,7 @@ impl Encoder<'_> {
             payload: Some(Change {
                 before: None,
                 after: Some(Data {
-                    data: Some(data::Data::RawData(data)),
+                    data: Some(data::Data::RawData(data.into())),
                 }),
             }),
         })

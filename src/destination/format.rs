@@ -249,7 +249,7 @@ impl RecordFormat {
                 .map_err(FormatError::Template),
             RecordFormat::Raw => {
                 match non_empty(record.payload.as_ref().and_then(|p| p.after.as_ref())) {
-                    Some(data::Data::RawData(bytes)) => Ok(bytes.clone()),
+                    Some(data::Data::RawData(bytes)) => Ok(bytes.to_vec()),
                     Some(data::Data::StructuredData(s)) => {
                         let mut out = Vec::with_capacity(256);
                         write_struct(&mut out, s);
@@ -1545,7 +1545,7 @@ mod tests {
 
     fn raw(bytes: &[u8]) -> Option<Data> {
         Some(Data {
-            data: Some(data::Data::RawData(bytes.to_vec())),
+            data: Some(data::Data::RawData(bytes.to_vec().into())),
         })
     }
 

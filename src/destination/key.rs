@@ -168,7 +168,7 @@ mod tests {
 
     fn raw(bytes: &[u8]) -> Option<Data> {
         Some(Data {
-            data: Some(data::Data::RawData(bytes.to_vec())),
+            data: Some(data::Data::RawData(bytes.to_vec().into())),
         })
     }
 

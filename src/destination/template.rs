@@ -235,7 +235,7 @@ mod tests {
             operation: Operation::Update as i32,
             metadata: [("opencdc.collection".to_string(), "orders".to_string())].into(),
             key: Some(Data {
-                data: Some(data::Data::RawData(b"customer-7".to_vec())),
+                data: Some(data::Data::RawData(b"customer-7".to_vec().into())),
             }),
             payload: Some(Change {
                 before: None,

@@ -57,7 +57,7 @@ pub const META_ENCRYPTION: &str = "kinesis.encryptionType";
 
 fn raw(bytes: Vec<u8>) -> Option<Data> {
     Some(Data {
-        data: Some(data::Data::RawData(bytes)),
+        data: Some(data::Data::RawData(bytes.into())),
     })
 }
 

@@ -109,7 +109,7 @@ impl RunningDestination {
 
 pub fn raw(bytes: &[u8]) -> Option<Data> {
     Some(Data {
-        data: Some(data::Data::RawData(bytes.to_vec())),
+        data: Some(data::Data::RawData(bytes.to_vec().into())),
     })
 }
 
