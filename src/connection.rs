@@ -28,7 +28,7 @@ impl Connection {
     /// Builds the client and checks that the stream exists and the credentials work.
     pub async fn open(&self) -> Result<(KinesisConnection, StreamSummary), AwsError> {
         let connection = aws::connect_kinesis(&self.aws).await?;
-        let endpoint = aws::describe_endpoint(&self.aws, &connection.client);
+        let endpoint = connection.describe_endpoint();
         let summary = aws::describe_stream(&connection.client, &self.stream, &endpoint).await?;
         tracing::info!(
             stream = %summary.name,

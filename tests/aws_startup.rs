@@ -451,6 +451,34 @@ async fn unreachable_endpoint_is_named_and_fails_fast() {
     assert_no_leak(&["unreachable-secret-value-2718"], &[], &stderr);
 }
 
+/// Scenario 3b: the endpoint comes from `AWS_ENDPOINT_URL_KINESIS` (no aws.url): the message
+/// names that endpoint, not AWS's regional one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unreachable_endpoint_from_the_environment_is_named() {
+    let url = format!("http://127.0.0.1:{}", support::free_port());
+    let sandbox = Sandbox::start().await;
+    let plugin = sandbox
+        .start_plugin(&[("AWS_ENDPOINT_URL_KINESIS", &url)])
+        .await;
+    for side in SIDES {
+        let message = open_error(
+            &plugin,
+            side,
+            &[
+                ("streamName", "orders"),
+                ("aws.region", "us-east-1"),
+                ("aws.accessKeyId", "AKIDUNREACHABLEENV"),
+                ("aws.secretAccessKey", "unreachable-env-secret-value-3141"),
+            ],
+        )
+        .await;
+        assert_contains(&message, &["could not reach the Kinesis endpoint", &url]);
+        assert!(!message.contains("amazonaws.com"), "{message}");
+    }
+    let stderr = sandbox.finish(plugin).await;
+    assert_no_leak(&["unreachable-env-secret-value-3141"], &[], &stderr);
+}
+
 // --- 4: rejected credentials ----------------------------------------------------------------
 
 /// Scenario 4 (+11): AWS answers UnrecognizedClientException → "AWS rejected the

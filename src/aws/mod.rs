@@ -107,6 +107,24 @@ pub struct KinesisConnection {
     pub endpoint_override: Option<String>,
 }
 
+impl KinesisConnection {
+    /// The endpoint Kinesis calls go to, for messages: the override wherever it came from
+    /// (`aws.url`, `AWS_ENDPOINT_URL_KINESIS`, a profile), else the region's AWS endpoint.
+    pub fn describe_endpoint(&self) -> String {
+        match &self.endpoint_override {
+            Some(url) => url.clone(),
+            None => {
+                let region = self
+                    .sdk_config
+                    .region()
+                    .map(|r| r.to_string())
+                    .unwrap_or_default();
+                format!("https://kinesis.{region}.amazonaws.com")
+            }
+        }
+    }
+}
+
 /// Resolves the settings and builds a Kinesis client with the endpoint override applied.
 pub async fn connect_kinesis(settings: &AwsSettings) -> Result<KinesisConnection, AwsError> {
     let sdk_config = load_sdk_config(settings).await?;
@@ -132,11 +150,6 @@ pub async fn connect_kinesis(settings: &AwsSettings) -> Result<KinesisConnection
         sdk_config,
         endpoint_override,
     })
-}
-
-/// A Kinesis client for the settings, with the endpoint override applied.
-pub async fn kinesis_client(settings: &AwsSettings) -> Result<Client, AwsError> {
-    Ok(connect_kinesis(settings).await?.client)
 }
 
 /// What the start-up check learned about the stream.
@@ -195,21 +208,6 @@ pub async fn check_access(client: &Client, endpoint: &str) -> Result<(), AwsErro
         .await
         .map(|_| ())
         .map_err(|e| classify(e, "ListStreams", &stream, client, endpoint))
-}
-
-/// The endpoint requests go to, for messages.
-pub fn describe_endpoint(settings: &AwsSettings, client: &Client) -> String {
-    match &settings.endpoint_url {
-        Some(url) => url.clone(),
-        None => {
-            let region = client
-                .config()
-                .region()
-                .map(|r| r.to_string())
-                .unwrap_or_default();
-            format!("https://kinesis.{region}.amazonaws.com")
-        }
-    }
 }
 
 const CREDENTIAL_ERROR_CODES: &[&str] = &[
@@ -309,4 +307,35 @@ fn cause_chain(error: &dyn std::error::Error) -> String {
 
 fn first_line(text: &str) -> String {
     text.lines().next().unwrap_or_default().to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn connection(endpoint_override: Option<&str>) -> KinesisConnection {
+        let sdk_config = SdkConfig::builder()
+            .behavior_version(BehaviorVersion::latest())
+            .region(Region::new("ap-south-1"))
+            .build();
+        KinesisConnection {
+            client: Client::new(&sdk_config),
+            sdk_config,
+            endpoint_override: endpoint_override.map(str::to_string),
+        }
+    }
+
+    #[test]
+    fn messages_name_the_endpoint_in_use() {
+        // An override from AWS_ENDPOINT_URL_KINESIS or a profile lands in endpoint_override
+        // just like aws.url does, and messages must name it.
+        assert_eq!(
+            connection(Some("http://127.0.0.1:4567")).describe_endpoint(),
+            "http://127.0.0.1:4567"
+        );
+        assert_eq!(
+            connection(None).describe_endpoint(),
+            "https://kinesis.ap-south-1.amazonaws.com"
+        );
+    }
 }

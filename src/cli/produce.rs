@@ -27,7 +27,6 @@ use crate::destination::batch::{BatchLimits, MAX_ENTRIES};
 use crate::destination::format::{
     RecordFormat, ROW_DEFAULT_OP_TIMESTAMP_FIELD, ROW_DEFAULT_OP_TYPE_FIELD,
 };
-use crate::destination::put::PutRecordsClient;
 use crate::destination::rate::RateLimiter;
 use crate::destination::settings::{DestinationSettings, StreamTarget};
 use crate::destination::writer::{
@@ -610,20 +609,18 @@ async fn send(
         Ok(connection) => connection,
         Err(e) => return fail(in_option_terms(&e.to_string())),
     };
-    let client = connection.client.clone();
-    let endpoint = aws::describe_endpoint(&settings.aws, &client);
-    let summary = match aws::describe_stream(&client, stream, &endpoint).await {
+    let endpoint = connection.describe_endpoint();
+    let summary = match aws::describe_stream(&connection.client, stream, &endpoint).await {
         Ok(summary) => summary,
         Err(e) => return fail(in_option_terms(&e.to_string())),
     };
     tracing::info!(stream = %summary.name, status = %summary.status, open_shards = summary.open_shards, %endpoint, "connected");
     let info = StreamInfo::new(settings.max_record_size, summary.max_record_size_kib);
-    let put = match PutRecordsClient::new(&connection.sdk_config, connection.endpoint_override) {
-        Ok(put) => put,
+    let batch_size = config.limits.max_entries;
+    let writer = match Writer::connect(connection, config, vec![(stream.clone(), info)]) {
+        Ok(writer) => writer,
         Err(e) => return fail(e),
     };
-    let batch_size = config.limits.max_entries;
-    let writer = Writer::start(client, put, config, vec![(stream.clone(), info)]);
 
     let counters = Arc::new(Counters::default());
     let progress = Progress::start(

@@ -13,6 +13,11 @@ pub trait BatchEntry {
     fn partition_key(&self) -> &str;
     /// Bytes counted against the request limit: data plus partition key.
     fn size(&self) -> usize;
+    /// [`key_hash`] of the entry's stream and partition key; entries that carry it
+    /// precomputed return that.
+    fn key_hash(&self) -> u64 {
+        key_hash(self.stream(), self.partition_key())
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -58,9 +63,12 @@ pub struct Batch<E> {
     blocked: HashSet<u64>,
 }
 
-fn hash_of(parts: &[&str]) -> u64 {
+/// Identifies a (stream, partition key) pair for ordering and lane choice. Computed once
+/// per entry when it is prepared.
+pub fn key_hash(stream: &str, partition_key: &str) -> u64 {
     let mut hasher = std::collections::hash_map::DefaultHasher::new();
-    parts.hash(&mut hasher);
+    stream.hash(&mut hasher);
+    partition_key.hash(&mut hasher);
     hasher.finish()
 }
 
@@ -77,15 +85,15 @@ impl<E: BatchEntry> Batch<E> {
     }
 
     pub fn offer(&mut self, entry: E) -> Offer<E> {
-        let block = hash_of(&[entry.stream(), entry.partition_key()]);
-        if self.blocked.contains(&block) {
+        // One stream per call, so the (stream, key) hash also tells keys of the call apart.
+        let key = entry.key_hash();
+        if self.blocked.contains(&key) {
             return Offer::Deferred(entry);
         }
-        let key = hash_of(&[entry.partition_key()]);
         let other_stream = self.stream.as_deref().is_some_and(|s| s != entry.stream());
         let repeated_key = self.limits.strict_ordering && self.keys.contains(&key);
         if other_stream || repeated_key {
-            self.blocked.insert(block);
+            self.blocked.insert(key);
             return Offer::Deferred(entry);
         }
         let full = self.entries.len() >= self.limits.max_entries

@@ -20,7 +20,6 @@ use crate::plugin::env::PluginEnv;
 use crate::plugin::{BoxError, Destination, RawConfig, Record, WriteFuture};
 use batch::BatchLimits;
 use format::RecordFormat;
-use put::PutRecordsClient;
 use schema::SchemaDecoder;
 use settings::{DestinationSettings, StreamTarget};
 use writer::{Decode, Encode, StreamInfo, Writer, WriterConfig};
@@ -80,7 +79,7 @@ impl Destination for KinesisDestination {
             .await
             .map_err(LifecycleError::Aws)?;
         let client = connection.client.clone();
-        let endpoint = aws::describe_endpoint(&settings.aws, &client);
+        let endpoint = connection.describe_endpoint();
         let mut known = Vec::new();
         match &settings.target {
             StreamTarget::Fixed(stream) => match aws::describe_stream(&client, stream, &endpoint)
@@ -103,8 +102,6 @@ impl Destination for KinesisDestination {
                     .map_err(LifecycleError::Aws)?;
             }
         }
-        let put = PutRecordsClient::new(&connection.sdk_config, connection.endpoint_override)
-            .map_err(|detail| LifecycleError::Aws(aws::AwsError::HttpClient { detail }))?;
         let decoder: Option<Arc<dyn Decode>> =
             (settings.decode_payload_schema || settings.decode_key_schema).then(|| {
                 Arc::new(SchemaDecoder::new(
@@ -132,7 +129,9 @@ impl Destination for KinesisDestination {
             retry: settings.retry,
             rate: rate::RateLimiter::new(settings.rate_per_second, settings.rate_burst),
         };
-        self.writer = Some(Writer::start(client, put, config, known));
+        let writer = Writer::connect(connection, config, known)
+            .map_err(|detail| LifecycleError::Aws(aws::AwsError::HttpClient { detail }))?;
+        self.writer = Some(writer);
         Ok(())
     }
 

@@ -303,28 +303,18 @@ mod tests {
     }
 
     #[test]
-    fn errors_carry_a_clean_code_and_the_message() {
+    fn error_answers_become_service_call_errors() {
+        // Code and message extraction is tested in aws::signed; here only the mapping.
         let body = br#"{"__type":"com.amazonaws.kinesis.v20131202#ResourceNotFoundException","message":"Stream x not found"}"#;
         let error = parse_error(400, None, body);
+        assert_eq!(error.failure, CallFailure::Service { status: 400 });
         assert_eq!(error.code.as_deref(), Some("ResourceNotFoundException"));
         assert_eq!(error.message, "Stream x not found");
-        assert_eq!(error.failure, CallFailure::Service { status: 400 });
-
-        let error = parse_error(
-            400,
-            Some("ProvisionedThroughputExceededException:http://internal.amazon.com/"),
-            br#"{"Message":"Rate exceeded"}"#,
-        );
-        assert_eq!(
-            error.code.as_deref(),
-            Some("ProvisionedThroughputExceededException")
-        );
-        assert_eq!(error.message, "Rate exceeded");
-
-        let error = parse_error(503, None, b"");
-        assert_eq!(error.code, None);
-        assert_eq!(error.message, "HTTP status 503");
-        let error = parse_error(502, None, b"Bad Gateway");
-        assert_eq!(error.message, "HTTP status 502: Bad Gateway");
+        let local: CallError = RequestError {
+            failure: RequestFailure::Local,
+            message: "no region".into(),
+        }
+        .into();
+        assert_eq!(local.failure, CallFailure::Local);
     }
 }

@@ -7,7 +7,6 @@
 //! that failed before it starts the next call, so records of one key are never reordered.
 
 use std::collections::{HashMap, VecDeque};
-use std::hash::{Hash, Hasher};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex as StdMutex};
 use std::time::Duration;
@@ -26,7 +25,7 @@ use super::rate::RateLimiter;
 use super::retry::{call_verdict, entry_verdict, CallVerdict, EntryVerdict, RetryPolicy};
 use super::settings::{stream_ref_from_rendered, CreateMode, StreamTarget};
 use super::template::RecordTemplate;
-use crate::aws::StreamRef;
+use crate::aws::{KinesisConnection, StreamRef};
 use crate::plugin::{Record, WriteOutcome};
 
 /// Kinesis' default record size limit (data plus partition key).
@@ -65,6 +64,8 @@ struct Entry {
     stream: Arc<StreamRef>,
     stream_key: Arc<str>,
     partition_key: String,
+    /// `batch::key_hash` of stream and partition key: lane choice and call ordering.
+    key_hash: u64,
     hash_key: Option<String>,
     data: Vec<u8>,
     position: Vec<u8>,
@@ -82,6 +83,10 @@ impl BatchEntry for Entry {
 
     fn size(&self) -> usize {
         self.data.len() + self.partition_key.len()
+    }
+
+    fn key_hash(&self) -> u64 {
+        self.key_hash
     }
 }
 
@@ -114,6 +119,17 @@ impl Drop for Writer {
 
 impl Writer {
     /// `client` describes and creates streams; `put` writes.
+    /// A writer on `connection`: PutRecords sent by hand, stream descriptions and creation
+    /// through its SDK client.
+    pub fn connect(
+        connection: KinesisConnection,
+        config: WriterConfig,
+        known: Vec<(StreamRef, StreamInfo)>,
+    ) -> Result<Writer, String> {
+        let put = PutRecordsClient::new(&connection.sdk_config, connection.endpoint_override)?;
+        Ok(Writer::start(connection.client, put, config, known))
+    }
+
     pub fn start(
         client: Client,
         put: PutRecordsClient,
@@ -251,11 +267,13 @@ async fn prepare_loop(
             }
             match prepare(&config, &record, &mut fixed) {
                 Ok((stream, stream_key, partition_key, hash_key, data)) => {
-                    let lane = lane_of(&stream_key, &partition_key, lanes.len());
+                    let key_hash = super::batch::key_hash(&stream_key, &partition_key);
+                    let lane = (key_hash % lanes.len() as u64) as usize;
                     staged[lane].push(Entry {
                         stream,
                         stream_key,
                         partition_key,
+                        key_hash,
                         hash_key,
                         data,
                         position: std::mem::take(&mut record.position),
@@ -389,13 +407,6 @@ fn prepare(
 
 fn stream_key_of(stream: &StreamRef) -> Arc<str> {
     Arc::from(stream.arn.as_deref().unwrap_or(&stream.name))
-}
-
-fn lane_of(stream: &str, partition_key: &str, lanes: usize) -> usize {
-    let mut hasher = std::collections::hash_map::DefaultHasher::new();
-    stream.hash(&mut hasher);
-    partition_key.hash(&mut hasher);
-    (hasher.finish() % lanes as u64) as usize
 }
 
 /// What the writer knows about a stream.

@@ -16,8 +16,6 @@ pub mod subscribe;
 
 use std::sync::Arc;
 
-use aws_sdk_kinesis::Client;
-
 use crate::aws::{self, KinesisConnection};
 use crate::connection::LifecycleError;
 use crate::plugin::env::PluginEnv;
@@ -183,10 +181,11 @@ impl Source for KinesisSource {
             return Ok(());
         }
         let name = self.consumer_name(name);
-        let client: Client = aws::kinesis_client(&settings.connection.aws)
+        let connection = aws::connect_kinesis(&settings.connection.aws)
             .await
             .map_err(|e| SourceError::from(LifecycleError::from(e)))?;
-        let endpoint = aws::describe_endpoint(&settings.connection.aws, &client);
+        let endpoint = connection.describe_endpoint();
+        let client = connection.client;
         let summary =
             match aws::describe_stream(&client, &settings.connection.stream, &endpoint).await {
                 Ok(summary) => summary,
