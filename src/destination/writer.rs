@@ -194,6 +194,46 @@ impl Writer {
 /// How long a partial call waits for records still being prepared.
 const FILL_WAIT: Duration = Duration::from_millis(50);
 
+/// How long a lane with a call in the making waits for more entries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Wait {
+    SendNow,
+    /// Wait for entries until then (`None`: no call in the making, wait for entries).
+    Until(Option<tokio::time::Instant>),
+}
+
+/// The deadlines of one call in the making, each set when its wait begins.
+#[derive(Debug, Default)]
+struct CallDeadlines {
+    /// `sdk.batch.delay`: once everything handed over is prepared.
+    delay: Option<tokio::time::Instant>,
+    /// [`FILL_WAIT`]: while records handed over together are still being prepared, but not
+    /// for long, since a preparer held up by another lane (throttled, retrying) must not hold
+    /// this one.
+    fill: Option<tokio::time::Instant>,
+}
+
+impl CallDeadlines {
+    fn next(
+        &mut self,
+        has_entries: bool,
+        backlog_drained: bool,
+        batch_delay: Duration,
+        now: tokio::time::Instant,
+    ) -> Wait {
+        if !has_entries {
+            return Wait::Until(None);
+        }
+        if !backlog_drained {
+            return Wait::Until(Some(*self.fill.get_or_insert(now + FILL_WAIT)));
+        }
+        if batch_delay.is_zero() {
+            return Wait::SendNow;
+        }
+        Wait::Until(Some(*self.delay.get_or_insert(now + batch_delay)))
+    }
+}
+
 async fn sleep_until_some(deadline: Option<tokio::time::Instant>) {
     match deadline {
         Some(deadline) => tokio::time::sleep_until(deadline).await,
@@ -629,8 +669,7 @@ impl Lane {
             gathering.offer(entry);
         }
         let mut closed = false;
-        let mut deadline = None;
-        let mut filling = None;
+        let mut deadlines = CallDeadlines::default();
         while !gathering.full && !gathering.batch.is_full() {
             let drained = self.backlog.drained.notified();
             tokio::pin!(drained);
@@ -646,30 +685,23 @@ impl Lane {
                 }
                 Err(mpsc::error::TryRecvError::Empty) => {}
             }
-            if !gathering.batch.is_empty() && self.backlog.is_drained() {
-                if self.config.batch_delay.is_zero() {
-                    break;
-                }
-                let deadline = *deadline
-                    .get_or_insert_with(|| tokio::time::Instant::now() + self.config.batch_delay);
-                match tokio::time::timeout_at(deadline, self.waiting.recv()).await {
-                    Ok(Some(chunk)) => chunk.into_iter().for_each(|entry| gathering.offer(entry)),
-                    Ok(None) => closed = true,
-                    Err(_elapsed) => break,
-                }
-                continue;
-            }
-            // A partial call waits for the records still being prepared, but not for long: a
-            // preparer held up by another lane (throttled, retrying) must not hold this one.
-            let fill_deadline = (!gathering.batch.is_empty())
-                .then(|| *filling.get_or_insert_with(|| tokio::time::Instant::now() + FILL_WAIT));
+            let wait = deadlines.next(
+                !gathering.batch.is_empty(),
+                self.backlog.is_drained(),
+                self.config.batch_delay,
+                tokio::time::Instant::now(),
+            );
+            let deadline = match wait {
+                Wait::SendNow => break,
+                Wait::Until(deadline) => deadline,
+            };
             tokio::select! {
                 chunk = self.waiting.recv() => match chunk {
                     Some(chunk) => chunk.into_iter().for_each(|entry| gathering.offer(entry)),
                     None => closed = true,
                 },
                 _ = &mut drained => {}
-                _ = sleep_until_some(fill_deadline) => break,
+                _ = sleep_until_some(deadline) => break,
             }
         }
         if closed && gathering.batch.is_empty() {
@@ -837,5 +869,47 @@ impl PutEntry for Entry {
 
     fn explicit_hash_key(&self) -> Option<&str> {
         self.hash_key.as_deref()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_partial_call_waits_for_preparation_at_most_the_fill_bound() {
+        let start = tokio::time::Instant::now();
+        let mut deadlines = CallDeadlines::default();
+        let delay = Duration::from_secs(5);
+        // Nothing gathered yet: wait for entries without a deadline.
+        assert_eq!(
+            deadlines.next(false, false, delay, start),
+            Wait::Until(None)
+        );
+        // Records still being prepared: wait, but only FILL_WAIT from the first wait, however
+        // often the lane wakes up meanwhile and however long sdk.batch.delay is.
+        let bound = Wait::Until(Some(start + FILL_WAIT));
+        assert_eq!(deadlines.next(true, false, delay, start), bound);
+        let later = start + FILL_WAIT / 2;
+        assert_eq!(deadlines.next(true, false, delay, later), bound);
+    }
+
+    #[test]
+    fn once_everything_is_prepared_the_batch_delay_decides() {
+        let start = tokio::time::Instant::now();
+        let mut deadlines = CallDeadlines::default();
+        assert_eq!(
+            deadlines.next(true, true, Duration::ZERO, start),
+            Wait::SendNow
+        );
+        let delay = Duration::from_millis(300);
+        let mut deadlines = CallDeadlines::default();
+        let expected = Wait::Until(Some(start + delay));
+        assert_eq!(deadlines.next(true, true, delay, start), expected);
+        assert_eq!(
+            deadlines.next(true, true, delay, start + Duration::from_millis(200)),
+            expected,
+            "the delay counts from the first wait, not from each wake-up"
+        );
     }
 }
