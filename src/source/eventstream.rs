@@ -69,10 +69,14 @@ impl MessageBuffer {
             return Err(FrameError::PreludeChecksum);
         }
         if self.pending.len() < total {
-            self.pending.reserve(total - self.pending.len());
             return Ok(None);
         }
         let frame = self.pending.split_to(total).freeze();
+        if self.pending.is_empty() {
+            // Let the frame's allocation go with the frame: a reader waiting for room
+            // (slow Conduit, many shards) must not also hold an event-sized buffer.
+            self.pending = BytesMut::new();
+        }
         if crc32fast::hash(&frame[..total - CRC_LEN]) != be_u32(&frame[total - CRC_LEN..]) {
             return Err(FrameError::MessageChecksum);
         }
