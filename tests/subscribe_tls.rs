@@ -10,6 +10,7 @@ mod support;
 use std::convert::Infallible;
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -29,6 +30,8 @@ use support::capture_server::CapturedRequest;
 
 const KEY_ID: &str = "AKIDSUBSCRIBETLSTEST";
 const SECRET: &str = "subscribe-over-h2-secret-key-5d1e";
+/// Subscriptions to this shard are refused as AWS refuses a second active subscription.
+const REFUSED_SHARD: &str = "shardId-000000000009";
 const CONSUMER: &str =
     "arn:aws:kinesis:us-east-1:123456789012:stream/orders/consumer/reader:1700000000";
 
@@ -145,8 +148,9 @@ fn events_body() -> Bytes {
     Bytes::from(body)
 }
 
-/// An HTTP/2-only TLS server: the first subscription gets events, later ones are refused.
-async fn start_server(cert: &Path, key: &Path) -> (u16, Arc<Mutex<Vec<Seen>>>) {
+/// An HTTP/2-only TLS server: subscriptions get [`events_body`], except to [`REFUSED_SHARD`].
+/// Returns the port, the requests seen and the count of TLS connections accepted.
+async fn start_server(cert: &Path, key: &Path) -> (u16, Arc<Mutex<Vec<Seen>>>, Arc<AtomicUsize>) {
     let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
         .unwrap()
         .collect::<Result<_, _>>()
@@ -165,7 +169,9 @@ async fn start_server(cert: &Path, key: &Path) -> (u16, Arc<Mutex<Vec<Seen>>>) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
     let seen = Arc::new(Mutex::new(Vec::new()));
+    let connections = Arc::new(AtomicUsize::new(0));
     let log = seen.clone();
+    let accepted = connections.clone();
     tokio::spawn(async move {
         loop {
             let Ok((tcp, _)) = listener.accept().await else {
@@ -174,6 +180,7 @@ async fn start_server(cert: &Path, key: &Path) -> (u16, Arc<Mutex<Vec<Seen>>>) {
             let Ok(tls) = acceptor.accept(tcp).await else {
                 continue;
             };
+            accepted.fetch_add(1, Ordering::SeqCst);
             let alpn = tls.get_ref().1.alpn_protocol().map(<[u8]>::to_vec);
             let log = log.clone();
             tokio::spawn(async move {
@@ -203,12 +210,9 @@ async fn start_server(cert: &Path, key: &Path) -> (u16, Arc<Mutex<Vec<Seen>>>) {
                                 body,
                             },
                         };
-                        let first = {
-                            let mut log = log.lock().unwrap();
-                            log.push(seen);
-                            log.len() == 1
-                        };
-                        let response = if first {
+                        let refuse = seen.request.body_text().contains(REFUSED_SHARD);
+                        log.lock().unwrap().push(seen);
+                        let response = if !refuse {
                             http::Response::builder()
                                 .status(200)
                                 .header("content-type", "application/vnd.amazon.eventstream")
@@ -231,7 +235,7 @@ async fn start_server(cert: &Path, key: &Path) -> (u16, Arc<Mutex<Vec<Seen>>>) {
             });
         }
     });
-    (port, seen)
+    (port, seen, connections)
 }
 
 #[tokio::test]
@@ -241,7 +245,7 @@ async fn subscribes_over_tls_with_http2_and_reads_the_events() {
     // The client's root store is the system's, which SSL_CERT_FILE replaces; only this
     // test runs in this process.
     std::env::set_var("SSL_CERT_FILE", &ca);
-    let (port, seen) = start_server(&cert, &key).await;
+    let (port, seen, connections) = start_server(&cert, &key).await;
 
     let sdk_config = aws_types::SdkConfig::builder()
         .behavior_version(BehaviorVersion::latest())
@@ -259,40 +263,42 @@ async fn subscribes_over_tls_with_http2_and_reads_the_events() {
     let start = StartingPoint::AfterSequence(
         "49590000000000000000000000000000000000000000000000000000".into(),
     );
-    let mut subscription = subscriber
-        .subscribe(
-            CONSUMER,
-            "shardId-000000000000",
-            &start,
-            Duration::from_secs(10),
-        )
-        .await
-        .expect("the subscription is accepted");
-    let event = subscription.next_event().await.unwrap().expect("one event");
-    let data: Vec<&[u8]> = event.records.iter().map(|r| r.data.as_slice()).collect();
-    assert_eq!(data, vec![&b"hello"[..], &b"world"[..]]);
-    assert_eq!(event.records[0].partition_key, "k1");
-    assert_eq!(event.records[1].arrival_ms, Some(1_700_000_000_750));
-    assert_eq!(
-        event.continuation.as_deref(),
-        Some("49590000000000000000000000000000000000000000000000000002")
-    );
-    assert_eq!(
-        subscription.next_event().await.unwrap(),
-        None,
-        "the server ended the stream"
-    );
+    let subscribe = |shard: &'static str| {
+        subscriber.subscribe(CONSUMER, shard, &start, Duration::from_secs(10))
+    };
+    // Three shards at once, as a source reads them.
+    let shards = [
+        "shardId-000000000000",
+        "shardId-000000000001",
+        "shardId-000000000002",
+    ];
+    let subscriptions = futures::future::join_all(shards.map(subscribe)).await;
+    for subscription in subscriptions {
+        let mut subscription = subscription.expect("the subscription is accepted");
+        let event = subscription.next_event().await.unwrap().expect("one event");
+        let data: Vec<&[u8]> = event.records.iter().map(|r| r.data.as_slice()).collect();
+        assert_eq!(data, vec![&b"hello"[..], &b"world"[..]]);
+        assert_eq!(event.records[0].partition_key, "k1");
+        assert_eq!(event.records[1].arrival_ms, Some(1_700_000_000_750));
+        assert_eq!(
+            event.continuation.as_deref(),
+            Some("49590000000000000000000000000000000000000000000000000002")
+        );
+        assert_eq!(
+            subscription.next_event().await.unwrap(),
+            None,
+            "the server ended the stream"
+        );
+    }
 
-    let refused = subscriber
-        .subscribe(
-            CONSUMER,
-            "shardId-000000000000",
-            &start,
-            Duration::from_secs(10),
-        )
+    // Started together, the three may each open a connection before ALPN says HTTP/2; a
+    // later subscription reuses one of them.
+    let opened = connections.load(Ordering::SeqCst);
+    assert!((1..=shards.len()).contains(&opened), "{opened} connections");
+    let refused = subscribe(REFUSED_SHARD)
         .await
         .err()
-        .expect("the second subscription is refused");
+        .expect("the subscription is refused");
     assert_eq!(refused.code.as_deref(), Some("ResourceInUseException"));
     assert!(
         refused.message.contains("Another active subscription"),
@@ -300,10 +306,24 @@ async fn subscribes_over_tls_with_http2_and_reads_the_events() {
     );
 
     let seen = seen.lock().unwrap().clone();
-    assert_eq!(seen.len(), 2);
-    let first = &seen[0];
-    assert_eq!(first.alpn.as_deref(), Some(&b"h2"[..]), "ALPN must pick h2");
-    assert_eq!(first.version, http::Version::HTTP_2);
+    assert_eq!(seen.len(), 4);
+    assert_eq!(
+        connections.load(Ordering::SeqCst),
+        opened,
+        "the last subscription reused a pooled HTTP/2 connection"
+    );
+    for request in &seen {
+        assert_eq!(
+            request.alpn.as_deref(),
+            Some(&b"h2"[..]),
+            "ALPN must pick h2"
+        );
+        assert_eq!(request.version, http::Version::HTTP_2);
+    }
+    let first = seen
+        .iter()
+        .find(|s| s.request.body_text().contains("shardId-000000000000"))
+        .unwrap();
     assert_eq!(
         first.request.header("x-amz-target"),
         Some("Kinesis_20131202.SubscribeToShard")
