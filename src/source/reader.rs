@@ -128,7 +128,6 @@ impl ShardCursor {
         }
     }
 
-    /// Splits a Kinesis record into events, dropping what the resumed position covers.
     /// Where a subscription resumes: the same place GetShardIterator would.
     fn starting_point(&self) -> StartingPoint {
         let (kind, sequence, timestamp) = self.starting_position();
@@ -145,6 +144,7 @@ impl ShardCursor {
         }
     }
 
+    /// Splits a Kinesis record into events, dropping what the resumed position covers.
     fn records(&mut self, record: FetchedRecord, deaggregate_enabled: bool) -> Vec<ReadRecord> {
         let FetchedRecord {
             sequence,
@@ -316,12 +316,6 @@ async fn fan_out(
             Ok(subscription) => subscription,
             Err(error) => {
                 failures += 1;
-                if error.code.as_deref() == Some("ResourceNotFoundException")
-                    && is_closed(context, &cursor.shard)
-                {
-                    // A closed shard that expired meanwhile.
-                    return true;
-                }
                 tracing::warn!(shard = %cursor.shard, %error, "SubscribeToShard failed; retrying");
                 tokio::time::sleep(backoff(failures)).await;
                 continue;
