@@ -11,7 +11,7 @@ use serde::Deserialize;
 
 use super::retry::CallFailure;
 use crate::aws::signed::{
-    parse_service_error, HttpVersions, RequestError, RequestFailure, Resource, SignedClient,
+    HttpVersions, RequestError, RequestFailure, Resource, ServiceError, SignedClient,
 };
 use crate::aws::StreamRef;
 
@@ -146,11 +146,12 @@ impl From<RequestError> for CallError {
     }
 }
 
-/// Reads an AWS JSON error answer into a call error.
-pub fn parse_error(status: u16, error_type_header: Option<&str>, body: &[u8]) -> CallError {
-    let error = parse_service_error(status, error_type_header, body);
+/// An error answer of the service as a failed call.
+fn call_error(error: ServiceError) -> CallError {
     CallError {
-        failure: CallFailure::Service { status },
+        failure: CallFailure::Service {
+            status: error.status,
+        },
         code: error.code,
         message: error.message,
     }
@@ -207,13 +208,7 @@ impl PutRecordsClient {
         if parts.status.is_success() {
             return parse_response(&body, entries.len()).map_err(CallError::transport);
         }
-        let error_type = parts
-            .headers
-            .get("x-amzn-errortype")
-            .and_then(|v| v.to_str().ok());
-        let error = parse_error(parts.status.as_u16(), error_type, &body);
-        self.client.note_error_code(error.code.as_deref());
-        Err(error)
+        Err(call_error(self.client.service_error(&parts, &body)))
     }
 }
 
@@ -306,7 +301,7 @@ mod tests {
     fn error_answers_become_service_call_errors() {
         // Code and message extraction is tested in aws::signed; here only the mapping.
         let body = br#"{"__type":"com.amazonaws.kinesis.v20131202#ResourceNotFoundException","message":"Stream x not found"}"#;
-        let error = parse_error(400, None, body);
+        let error = call_error(crate::aws::signed::parse_service_error(400, None, body));
         assert_eq!(error.failure, CallFailure::Service { status: 400 });
         assert_eq!(error.code.as_deref(), Some("ResourceNotFoundException"));
         assert_eq!(error.message, "Stream x not found");

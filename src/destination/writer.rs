@@ -118,7 +118,6 @@ impl Drop for Writer {
 }
 
 impl Writer {
-    /// `client` describes and creates streams; `put` writes.
     /// A writer on `connection`: PutRecords sent by hand, stream descriptions and creation
     /// through its SDK client.
     pub fn connect(
@@ -130,6 +129,7 @@ impl Writer {
         Ok(Writer::start(connection.client, put, config, known))
     }
 
+    /// `client` describes and creates streams; `put` writes.
     pub fn start(
         client: Client,
         put: PutRecordsClient,

@@ -142,8 +142,7 @@ fn read_headers(mut headers: &[u8], message: &mut Message) -> Result<(), FrameEr
     Ok(())
 }
 
-/// Writes one message (what the service sends); used by tests and the benchmark's fake
-/// endpoint to speak the same framing.
+/// Writes one message with string headers, as the service sends them (for tests).
 pub fn encode_message(string_headers: &[(&str, &str)], payload: &[u8]) -> Vec<u8> {
     let mut headers = Vec::new();
     for (name, value) in string_headers {

@@ -14,7 +14,7 @@ use serde::Deserialize;
 
 use super::eventstream::{Message, MessageBuffer};
 use super::records::FetchedRecord;
-use crate::aws::signed::{parse_service_error, HttpVersions, Resource, SignedClient};
+use crate::aws::signed::{HttpVersions, Resource, SignedClient};
 use crate::aws::KinesisConnection;
 
 /// Where a subscription starts.
@@ -229,19 +229,13 @@ impl Subscriber {
         .map_err(|e| SubscribeError::without_code(e.message))?;
         let (parts, body) = sent.into_parts();
         if !parts.status.is_success() {
-            let error_type = parts
-                .headers
-                .get("x-amzn-errortype")
-                .and_then(|v| v.to_str().ok())
-                .map(str::to_string);
             let answer = tokio::time::timeout(timeout, body.collect())
                 .await
                 .ok()
                 .and_then(Result::ok)
                 .map(|collected| collected.to_bytes())
                 .unwrap_or_default();
-            let error = parse_service_error(parts.status.as_u16(), error_type.as_deref(), &answer);
-            self.client.note_error_code(error.code.as_deref());
+            let error = self.client.service_error(&parts, &answer);
             return Err(SubscribeError {
                 code: error.code,
                 message: error.message,
