@@ -261,11 +261,7 @@ async fn consume(options: Options) -> ExitCode {
             .open()
             .await
             .map_err(|e| in_option_terms(&e.to_string()))?;
-        let consumer_name = match &settings.mode {
-            ReadMode::FanOut(ConsumerChoice::Named(Some(name))) => name.as_str(),
-            _ => DEFAULT_CONSUMER_NAME,
-        };
-        let mode = reading_mode(settings, &connection, &summary.arn, consumer_name)
+        let mode = reading_mode(settings, &connection, &summary.arn, DEFAULT_CONSUMER_NAME)
             .await
             .map_err(|e| e.to_string())?;
         let client = connection.client;

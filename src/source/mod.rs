@@ -52,13 +52,13 @@ impl KinesisSource {
     }
 }
 
-/// How the shards are read: for fan-out, with the consumer found or registered
-/// (`consumer_name` when the settings name none) and the subscription client built.
+/// How the shards are read: for fan-out, with the consumer found or registered (named by
+/// `consumerName`, else `default_consumer_name`) and the subscription client built.
 pub async fn reading_mode(
     settings: &SourceSettings,
     connection: &KinesisConnection,
     stream_arn: &str,
-    consumer_name: &str,
+    default_consumer_name: &str,
 ) -> Result<Mode, SourceError> {
     Ok(match &settings.mode {
         ReadMode::Polling { interval, limit } => Mode::Polling {
@@ -68,8 +68,9 @@ pub async fn reading_mode(
         ReadMode::FanOut(choice) => {
             let consumer_arn = match choice {
                 ConsumerChoice::Arn(arn) => arn.clone(),
-                ConsumerChoice::Named(_) => {
-                    consumer::ensure(&connection.client, stream_arn, consumer_name).await?
+                ConsumerChoice::Named(name) => {
+                    let name = name.as_deref().unwrap_or(default_consumer_name);
+                    consumer::ensure(&connection.client, stream_arn, name).await?
                 }
             };
             let subscriber = Subscriber::new(connection).map_err(|detail| {
@@ -125,11 +126,8 @@ impl Source for KinesisSource {
             .open()
             .await
             .map_err(|e| SourceError::from(LifecycleError::from(e)))?;
-        let consumer_name = match &settings.mode {
-            ReadMode::FanOut(ConsumerChoice::Named(name)) => self.consumer_name(name),
-            _ => String::new(),
-        };
-        let mode = reading_mode(&settings, &connection, &summary.arn, &consumer_name).await?;
+        let default_name = derived_consumer_name(self.connector_id.as_deref());
+        let mode = reading_mode(&settings, &connection, &summary.arn, &default_name).await?;
         let client = connection.client;
         tracing::info!(
             stream = %stream_name,
