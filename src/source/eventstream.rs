@@ -217,6 +217,20 @@ mod tests {
     }
 
     #[test]
+    fn no_buffer_is_kept_once_the_messages_are_out() {
+        // A reader waiting for room must not hold an event-sized allocation per shard.
+        let wire = event(&[b'x'; 64 * 1024]);
+        let mut buffer = MessageBuffer::default();
+        // In pieces, as a connection delivers it: the buffer grows past the message's size.
+        for piece in wire.chunks(1000) {
+            buffer.push(piece);
+        }
+        let message = buffer.next_message().unwrap().unwrap();
+        assert_eq!(message.payload.len(), 64 * 1024);
+        assert_eq!(buffer.pending.capacity(), 0);
+    }
+
+    #[test]
     fn corruption_is_detected() {
         let wire = event(b"{}");
         let mut bad_prelude = wire.clone();
