@@ -2,10 +2,11 @@
 //!
 //! Run with `make bench` (`cargo bench --bench destination`, a release build).
 //!
-//! * **Bench endpoint**: a minimal loopback HTTP/1.1 Kinesis JSON 1.1 server in this process
-//!   (its own thread and current-thread tokio runtime). It answers DescribeStreamSummary and
-//!   ListStreams, and PutRecords by counting `"PartitionKey"` occurrences in the body without
-//!   parsing or storing anything, so it costs little next to the plugin on a 2-core machine.
+//! * **Bench endpoint**: a minimal loopback HTTP/1.1 Kinesis server in this process (its own
+//!   thread and current-thread tokio runtime). It answers DescribeStreamSummary and
+//!   ListStreams, and PutRecords in AWS JSON 1.1 (by counting `"PartitionKey"` occurrences) or
+//!   AWS CBOR (by reading the `Records` array's length) without parsing or storing anything,
+//!   so it costs little next to the plugin on a 2-core machine.
 //! * **Driver**: starts the plugin binary with the environment Conduit gives it, then
 //!   Configure → Open → Run, and streams records as Conduit's preview architecture does:
 //!   batches of [`RUN_BATCH`] records per Run request, at most [`MAX_UNACKED`] records unacked.
@@ -330,6 +331,8 @@ impl Drop for Endpoint {
 struct Head {
     content_length: usize,
     target: String,
+    /// The body is AWS CBOR (`application/x-amz-cbor-1.1`), and so is the answer.
+    cbor: bool,
     expect_continue: bool,
     close: bool,
 }
@@ -348,6 +351,7 @@ fn parse_head(head: &[u8]) -> Result<Head, &'static str> {
     let mut parsed = Head {
         content_length: 0,
         target: String::new(),
+        cbor: false,
         expect_continue: false,
         close: false,
     };
@@ -360,6 +364,8 @@ fn parse_head(head: &[u8]) -> Result<Head, &'static str> {
             parsed.content_length = value.parse().map_err(|_| "bad Content-Length")?;
         } else if name.eq_ignore_ascii_case("x-amz-target") {
             parsed.target = value.to_string();
+        } else if name.eq_ignore_ascii_case("content-type") {
+            parsed.cbor = value.eq_ignore_ascii_case("application/x-amz-cbor-1.1");
         } else if name.eq_ignore_ascii_case("transfer-encoding") {
             return Err("chunked request bodies are not served");
         } else if name.eq_ignore_ascii_case("expect") {
@@ -407,6 +413,52 @@ fn count_partition_keys(body: &[u8]) -> usize {
     count
 }
 
+/// Entries of an AWS CBOR PutRecords body: the length of its `Records` array when the body
+/// starts with it (as the connector writes it), else occurrences of the text `PartitionKey`.
+fn count_cbor_entries(body: &[u8]) -> usize {
+    const RECORDS_FIRST: &[u8] = b"\xa2\x67Records";
+    if let Some(rest) = body.strip_prefix(RECORDS_FIRST) {
+        let be = |n: usize| {
+            rest.get(1..1 + n)
+                .map(|b| b.iter().fold(0usize, |acc, &x| acc << 8 | usize::from(x)))
+        };
+        let length = match rest.first().map(|&b| (b >> 5, b & 0x1f)) {
+            Some((4, info @ 0..=23)) => Some(usize::from(info)),
+            Some((4, 24)) => be(1),
+            Some((4, 25)) => be(2),
+            Some((4, 26)) => be(4),
+            _ => None,
+        };
+        if let Some(length) = length {
+            return length;
+        }
+    }
+    const NEEDLE: &[u8] = b"\x6cPartitionKey";
+    body.windows(NEEDLE.len()).filter(|w| *w == NEEDLE).count()
+}
+
+/// The CBOR PutRecords answer for `n` written entries.
+fn cbor_put_records_answer(body_buf: &mut Vec<u8>, n: usize, conn: u64, seq: &mut u64) {
+    use conduit_connector_kinesis::aws::cbor::Writer;
+    let mut sequence = String::with_capacity(56);
+    let mut writer = Writer(body_buf);
+    writer.map(2);
+    writer.text("FailedRecordCount");
+    writer.unsigned(0);
+    writer.text("Records");
+    writer.array(n);
+    for _ in 0..n {
+        *seq += 1;
+        sequence.clear();
+        let _ = write!(sequence, "4960{:04}{:048}", conn % 10_000, *seq);
+        writer.map(2);
+        writer.text("SequenceNumber");
+        writer.text(&sequence);
+        writer.text("ShardId");
+        writer.text("shardId-000000000000");
+    }
+}
+
 /// The string value of `"member":"..."` in a small JSON body (no escapes expected).
 fn json_string<'a>(body: &'a [u8], member: &str) -> Option<&'a str> {
     let needle = format!("\"{member}\":\"");
@@ -430,6 +482,16 @@ fn respond(
     body_buf.clear();
     let operation = head.target.rsplit('.').next().unwrap_or("");
     let status = match operation {
+        "PutRecords" if head.cbor => {
+            let n = count_cbor_entries(body);
+            stats.put_calls.fetch_add(1, Ordering::Relaxed);
+            stats.put_entries.fetch_add(n as u64, Ordering::Relaxed);
+            stats
+                .put_body_bytes
+                .fetch_add(body.len() as u64, Ordering::Relaxed);
+            cbor_put_records_answer(body_buf, n, conn, seq);
+            "200 OK"
+        }
         "PutRecords" => {
             let n = count_partition_keys(body);
             stats.put_calls.fetch_add(1, Ordering::Relaxed);
@@ -488,9 +550,14 @@ fn respond(
         }
     };
     out.clear();
+    let content_type = if head.cbor && operation == "PutRecords" {
+        "application/x-amz-cbor-1.1"
+    } else {
+        "application/x-amz-json-1.1"
+    };
     let _ = write!(
         VecWriter(out),
-        "HTTP/1.1 {status}\r\nContent-Type: application/x-amz-json-1.1\r\nContent-Length: {}\r\nx-amzn-RequestId: bench\r\n\r\n",
+        "HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nx-amzn-RequestId: bench\r\n\r\n",
         body_buf.len()
     );
     out.extend_from_slice(body_buf);
@@ -1388,7 +1455,8 @@ fn run() -> Result<(), String> {
     println!("machine: {cores} cores; clock ticks per second: {tck_note}");
     println!(
         "driver: {RUN_BATCH} records per Run request, at most {MAX_UNACKED} unacked; plugin defaults \
-         (concurrency {CONCURRENCY}, sdk.record.format opencdc/json); baseline: AWS SDK PutRecords, \
+         (concurrency {CONCURRENCY}, sdk.record.format opencdc/json, protocol cbor); baseline: AWS SDK \
+         PutRecords (AWS JSON 1.1), \
          {} entries per call, {CONCURRENCY} calls in flight",
         baseline_call_size()
     );
@@ -1653,8 +1721,8 @@ fn run() -> Result<(), String> {
         let share = TARGET_RECORDS_PER_CORE_SECOND * per_record / throughput;
         println!(
             "  floor: SigV4 hashes every PutRecords body (SHA-256, {:.0} MB/s on this machine); at \
-             {per_record:.0} body bytes per 1 KiB record (opencdc/json, base64 in the AWS JSON body) \
-             the target rate would spend {:.0}% of one core on hashing alone",
+             {per_record:.0} body bytes per 1 KiB record (opencdc/json of the record in the plugin's \
+             PutRecords protocol) the target rate would spend {:.0}% of one core on hashing alone",
             throughput / 1e6,
             share * 100.0
         );

@@ -290,6 +290,7 @@ pub const AUTO_CREATE_SHARD_COUNT: &str = "auto.create.shardCount";
 pub const MAX_RECORD_SIZE: &str = "maxRecordSize";
 pub const CONCURRENCY: &str = "concurrency";
 pub const STRICT_ORDERING: &str = "strictOrdering";
+pub const PROTOCOL: &str = "protocol";
 pub const RETRY_MAX_ATTEMPTS: &str = "retry.maxAttempts";
 pub const RETRY_INITIAL_BACKOFF: &str = "retry.initialBackoff";
 pub const RETRY_MAX_BACKOFF: &str = "retry.maxBackoff";
@@ -394,6 +395,16 @@ fn destination_write_params() -> Vec<Param> {
              keys when order within a key does not matter.",
         )
         .default("true"),
+        Param::new(
+            PROTOCOL,
+            ParamType::String,
+            "Encoding of PutRecords calls: `cbor` (AWS's binary protocol for Kinesis, the AWS SDK for \
+             Java's default: record data travels as raw bytes, so a call is about half the size of its \
+             JSON form, and half the bytes to send and sign) or `json` (AWS JSON 1.1, data as base64), \
+             for a Kinesis-compatible server that does not accept CBOR.",
+        )
+        .default("cbor")
+        .validations(&[Validation::Inclusion(&["cbor", "json"])]),
         Param::new(
             RETRY_MAX_ATTEMPTS,
             ParamType::Int,

@@ -301,3 +301,65 @@ async fn open_reports_a_missing_stream_and_go_templates_fail_configure() {
     );
     let _ = raw(b"");
 }
+
+/// AWS CBOR (the default) and AWS JSON calls store the same bytes: every byte value in the
+/// data, multi-byte partition keys, large and empty-ish records.
+#[tokio::test]
+async fn cbor_and_json_protocols_store_the_same_records() {
+    let kl = KinesisLocal::start().await;
+    let records: Vec<Record> = (0..60)
+        .map(|i: usize| {
+            let mut data: Vec<u8> = (0..=255u8).cycle().skip(i).take(1 + i * 997).collect();
+            data.push(i as u8);
+            raw_record(&format!("pos-{i}"), &format!("clé-{i}-ü-\u{1F600}"), &data)
+        })
+        .collect();
+    let mut stored_by_protocol = Vec::new();
+    for protocol in ["cbor", "json"] {
+        let stream = unique_stream_name(protocol);
+        kl.create_stream(&stream, 2).await;
+        let base = base(&kl, &stream);
+        let mut dest = RunningDestination::start(&settings(
+            &base,
+            &[("sdk.record.format", "raw"), ("protocol", protocol)],
+        ))
+        .await;
+        dest.send_batch(records.clone()).await;
+        let acks = dest.acks(records.len()).await;
+        assert!(
+            acks.iter().all(|a| a.error.is_empty()),
+            "{protocol}: {acks:?}"
+        );
+        dest.stop(b"pos-59").await;
+        dest.teardown().await;
+        let mut stored: Vec<(String, Vec<u8>)> = read_all(&kl.client().await, &stream)
+            .await
+            .into_iter()
+            .map(|s| (s.partition_key, s.data))
+            .collect();
+        stored.sort();
+        stored_by_protocol.push(stored);
+    }
+    let mut expected: Vec<(String, Vec<u8>)> = records
+        .iter()
+        .map(|r| {
+            let key = match r.key.as_ref().and_then(|k| k.data.as_ref()) {
+                Some(conduit_connector_kinesis::proto::opencdc::v1::data::Data::RawData(b)) => {
+                    String::from_utf8(b.to_vec()).unwrap()
+                }
+                other => panic!("{other:?}"),
+            };
+            let after = r.payload.as_ref().and_then(|p| p.after.as_ref());
+            let data = match after.and_then(|d| d.data.as_ref()) {
+                Some(conduit_connector_kinesis::proto::opencdc::v1::data::Data::RawData(b)) => {
+                    b.to_vec()
+                }
+                other => panic!("{other:?}"),
+            };
+            (key, data)
+        })
+        .collect();
+    expected.sort();
+    assert_eq!(stored_by_protocol[0], expected, "cbor");
+    assert_eq!(stored_by_protocol[1], expected, "json");
+}

@@ -1,7 +1,8 @@
 //! The PutRecords requests the destination builds itself (not through the AWS SDK), checked
 //! at a fake Kinesis on loopback: the signature verifies under an independent SigV4
-//! implementation, the body is the AWS JSON PutRecords input, and AWS-style error answers
-//! are judged as the SDK would report them.
+//! implementation, the body is the PutRecords input in AWS CBOR (the default) or AWS JSON
+//! (`protocol=json`), and AWS-style error answers in either protocol are judged as the SDK
+//! would report them.
 
 mod support;
 
@@ -13,6 +14,7 @@ use support::capture_server::{
     describe_stream_summary_body, CannedResponse, CaptureServer, CapturedRequest,
 };
 use support::destination::{raw_record, RunningDestination};
+use support::wire;
 
 const PUT_RECORDS: &str = "Kinesis_20131202.PutRecords";
 const DESCRIBE: &str = "Kinesis_20131202.DescribeStreamSummary";
@@ -20,28 +22,47 @@ const KEY_ID: &str = "AKIDPUTRECORDSTEST01";
 const SECRET: &str = "put-records-secret-key-value-3a9c";
 const TOKEN: &str = "put-records-session-token-value-b71e";
 
+/// `answer` in the protocol `request` was sent in, as Kinesis answers.
+fn answer_in_kind(
+    request: &CapturedRequest,
+    status: u16,
+    headers: &[(&str, &str)],
+    answer: serde_json::Value,
+) -> CannedResponse {
+    let (content_type, body) = if wire::is_cbor(request.header("content-type")) {
+        (wire::CBOR_CONTENT_TYPE, wire::json_to_cbor(&answer))
+    } else {
+        (wire::JSON_CONTENT_TYPE, answer.to_string().into_bytes())
+    };
+    let mut all = vec![("Content-Type", content_type)];
+    all.extend_from_slice(headers);
+    CannedResponse::new(status, &all, body)
+}
+
 /// A PutRecords answer accepting every entry of `request`.
 fn accept_all(request: &CapturedRequest) -> CannedResponse {
-    let body: serde_json::Value = serde_json::from_slice(&request.body).expect("JSON body");
+    let body = wire::put_records_body(request.header("content-type"), &request.body);
     let count = body["Records"].as_array().map_or(0, Vec::len);
     let records: Vec<serde_json::Value> = (0..count)
         .map(|n| serde_json::json!({"SequenceNumber": format!("{}", 1000 + n), "ShardId": "shardId-000000000000"}))
         .collect();
-    CannedResponse::aws_json(
+    answer_in_kind(
+        request,
         200,
-        serde_json::json!({"FailedRecordCount": 0, "Records": records}).to_string(),
+        &[],
+        serde_json::json!({"FailedRecordCount": 0, "Records": records}),
     )
 }
 
-fn aws_error(status: u16, code: &str, message: &str) -> CannedResponse {
-    CannedResponse::new(
+fn aws_error(request: &CapturedRequest, status: u16, code: &str, message: &str) -> CannedResponse {
+    answer_in_kind(
+        request,
         status,
-        &[
-            ("Content-Type", "application/x-amz-json-1.1"),
-            ("x-amzn-ErrorType", &format!("{code}:http://internal.amazon.com/coral/")),
-        ],
-        serde_json::json!({"__type": format!("com.amazonaws.kinesis.v20131202#{code}"), "message": message})
-            .to_string(),
+        &[(
+            "x-amzn-ErrorType",
+            &format!("{code}:http://internal.amazon.com/coral/"),
+        )],
+        serde_json::json!({"__type": format!("com.amazonaws.kinesis.v20131202#{code}"), "message": message}),
     )
 }
 
@@ -54,7 +75,7 @@ where
     CaptureServer::start(move |request| match request.header("x-amz-target") {
         Some(DESCRIBE) => CannedResponse::aws_json(200, describe.clone()),
         Some(PUT_RECORDS) => put(request),
-        _ => aws_error(400, "UnknownOperationException", "not faked"),
+        _ => aws_error(request, 400, "UnknownOperationException", "not faked"),
     })
     .await
 }
@@ -67,9 +88,14 @@ fn put_requests(server: &CaptureServer) -> Vec<CapturedRequest> {
         .collect()
 }
 
-fn settings<'a>(server: &'a CaptureServer, stream: (&'a str, &'a str)) -> Vec<(&'a str, &'a str)> {
+fn settings<'a>(
+    server: &'a CaptureServer,
+    stream: (&'a str, &'a str),
+    protocol: &'a str,
+) -> Vec<(&'a str, &'a str)> {
     vec![
         stream,
+        ("protocol", protocol),
         ("aws.url", server.url.as_str()),
         ("aws.region", "ap-southeast-2"),
         ("aws.accessKeyId", KEY_ID),
@@ -84,12 +110,21 @@ fn settings<'a>(server: &'a CaptureServer, stream: (&'a str, &'a str)) -> Vec<(&
 }
 
 #[tokio::test]
-async fn put_records_is_signed_and_carries_the_entries() {
+async fn put_records_is_signed_and_carries_the_entries_in_cbor() {
+    put_records_is_signed_and_carries_the_entries("cbor", wire::CBOR_CONTENT_TYPE).await;
+}
+
+#[tokio::test]
+async fn put_records_is_signed_and_carries_the_entries_in_json() {
+    put_records_is_signed_and_carries_the_entries("json", wire::JSON_CONTENT_TYPE).await;
+}
+
+async fn put_records_is_signed_and_carries_the_entries(protocol: &str, content_type: &str) {
     let region = "ap-southeast-2";
     let server = fake_kinesis("orders", region, accept_all).await;
     let arn = format!("arn:aws:kinesis:{region}:123456789012:stream/orders");
     for stream in [("streamName", "orders"), ("streamARN", arn.as_str())] {
-        let mut destination = RunningDestination::start(&settings(&server, stream)).await;
+        let mut destination = RunningDestination::start(&settings(&server, stream, protocol)).await;
         let records = vec![
             raw_record("p1", "key-1", b"first"),
             raw_record("p2", "clé \"2\"", &[0, 159, 255]),
@@ -125,13 +160,10 @@ async fn put_records_is_signed_and_carries_the_entries() {
             "{:?}",
             signed.signed_headers
         );
-        assert_eq!(
-            request.header("content-type"),
-            Some("application/x-amz-json-1.1")
-        );
+        assert_eq!(request.header("content-type"), Some(content_type));
         assert_eq!(request.method, "POST");
         assert_eq!(request.path, "/");
-        let body: serde_json::Value = serde_json::from_slice(&request.body).unwrap();
+        let body = wire::put_records_body(Some(content_type), &request.body);
         let entries: Vec<(String, Vec<u8>)> = body["Records"]
             .as_array()
             .unwrap()
@@ -162,14 +194,24 @@ async fn put_records_is_signed_and_carries_the_entries() {
 }
 
 #[tokio::test]
-async fn aws_error_answers_are_retried_or_nacked_by_their_code() {
+async fn aws_error_answers_are_retried_or_nacked_by_their_code_in_cbor() {
+    aws_error_answers_are_retried_or_nacked_by_their_code("cbor").await;
+}
+
+#[tokio::test]
+async fn aws_error_answers_are_retried_or_nacked_by_their_code_in_json() {
+    aws_error_answers_are_retried_or_nacked_by_their_code("json").await;
+}
+
+async fn aws_error_answers_are_retried_or_nacked_by_their_code(protocol: &str) {
     // First call: 500 InternalFailure (retried); then the stream is gone.
     let calls = Arc::new(AtomicUsize::new(0));
     let counter = calls.clone();
-    let server = fake_kinesis("orders", "ap-southeast-2", move |_| {
+    let server = fake_kinesis("orders", "ap-southeast-2", move |request| {
         match counter.fetch_add(1, Ordering::SeqCst) {
-            0 => aws_error(500, "InternalFailure", "try again"),
+            0 => aws_error(request, 500, "InternalFailure", "try again"),
             _ => aws_error(
+                request,
                 400,
                 "ResourceNotFoundException",
                 "Stream orders under account 123456789012 not found.",
@@ -177,7 +219,7 @@ async fn aws_error_answers_are_retried_or_nacked_by_their_code() {
         }
     })
     .await;
-    let mut config = settings(&server, ("streamName", "orders"));
+    let mut config = settings(&server, ("streamName", "orders"), protocol);
     config.push(("retry.initialBackoff", "10ms"));
     let mut destination = RunningDestination::start(&config).await;
     destination

@@ -1,5 +1,6 @@
 //! Building AWS clients from [`AwsSettings`] and the start-up check of the stream.
 
+pub mod cbor;
 pub mod settings;
 pub mod signed;
 

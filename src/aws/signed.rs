@@ -31,7 +31,8 @@ use serde::Deserialize;
 
 use super::StreamRef;
 
-const CONTENT_TYPE: &str = "application/x-amz-json-1.1";
+const JSON_CONTENT_TYPE: &str = "application/x-amz-json-1.1";
+const CBOR_CONTENT_TYPE: &str = "application/x-amz-cbor-1.1";
 /// The SDK's default connect timeout.
 const CONNECT_TIMEOUT: Duration = Duration::from_millis(3100);
 /// Credentials are refreshed this long before they expire.
@@ -45,6 +46,40 @@ pub enum HttpVersions {
     /// HTTP/2 when TLS negotiates it (AWS requires it for SubscribeToShard), else HTTP/1.1
     /// (plain-HTTP endpoints such as a local emulator).
     Negotiated,
+}
+
+/// How a call's input and output are encoded. Both are AWS's protocols for Kinesis, with the
+/// same members; CBOR carries blobs as raw bytes instead of base64 text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Protocol {
+    /// AWS JSON 1.1.
+    #[default]
+    Json,
+    /// AWS CBOR 1.1 (RFC 8949 items, see [`super::cbor`]).
+    Cbor,
+}
+
+impl Protocol {
+    pub fn content_type(self) -> &'static str {
+        match self {
+            Protocol::Json => JSON_CONTENT_TYPE,
+            Protocol::Cbor => CBOR_CONTENT_TYPE,
+        }
+    }
+
+    /// The protocol of an answer, by its `content-type` (JSON unless it says CBOR: error
+    /// pages of proxies and load balancers are not CBOR either).
+    pub fn of_response(headers: &http::HeaderMap) -> Protocol {
+        let is_cbor = headers
+            .get(http::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.trim().eq_ignore_ascii_case(CBOR_CONTENT_TYPE));
+        if is_cbor {
+            Protocol::Cbor
+        } else {
+            Protocol::Json
+        }
+    }
 }
 
 /// What a call is about; data calls on an ARN go to the account's own endpoint.
@@ -97,14 +132,39 @@ struct ErrorShape<'a> {
     message: Option<std::borrow::Cow<'a, str>>,
 }
 
-/// Reads an AWS JSON error answer: the code from `x-amzn-ErrorType` or the body's `__type`
-/// / `code` (without namespace or suffix), the message from `message` / `Message`.
+impl<'a> ErrorShape<'a> {
+    fn read(protocol: Protocol, body: &'a [u8]) -> ErrorShape<'a> {
+        match protocol {
+            Protocol::Json => serde_json::from_slice(body).unwrap_or_default(),
+            Protocol::Cbor => {
+                let Ok(value) = super::cbor::decode(body) else {
+                    return ErrorShape::default();
+                };
+                let text = |name: &str| {
+                    value
+                        .get(name)
+                        .and_then(|v| v.as_str())
+                        .map(|v| std::borrow::Cow::Owned(v.to_string()))
+                };
+                ErrorShape {
+                    kind: text("__type"),
+                    code: text("code"),
+                    message: text("message").or_else(|| text("Message")),
+                }
+            }
+        }
+    }
+}
+
+/// Reads an AWS JSON or CBOR error answer: the code from `x-amzn-ErrorType` or the body's
+/// `__type` / `code` (without namespace or suffix), the message from `message` / `Message`.
 pub fn parse_service_error(
     status: u16,
     error_type_header: Option<&str>,
+    protocol: Protocol,
     body: &[u8],
 ) -> ServiceError {
-    let shape: ErrorShape<'_> = serde_json::from_slice(body).unwrap_or_default();
+    let shape = ErrorShape::read(protocol, body);
     let code = error_type_header
         .or(shape.code.as_deref())
         .or(shape.kind.as_deref())
@@ -114,6 +174,9 @@ pub fn parse_service_error(
     let message = match shape.message {
         Some(message) => message.into_owned(),
         None if body.is_empty() => format!("HTTP status {status}"),
+        None if protocol == Protocol::Cbor => {
+            format!("HTTP status {status} ({} bytes of CBOR)", body.len())
+        }
         None => format!(
             "HTTP status {status}: {}",
             String::from_utf8_lossy(&body[..body.len().min(512)])
@@ -204,17 +267,18 @@ impl SignedClient {
         })
     }
 
-    /// Signs `body` as the JSON input of `operation` (e.g. `PutRecords`) on `resource` and
-    /// sends it; the answer's body is left to the caller to read.
+    /// Signs `body`, the input of `operation` (e.g. `PutRecords`) on `resource` encoded in
+    /// `protocol`, and sends it; the answer's body is left to the caller to read.
     pub async fn send(
         &self,
         operation: &'static str,
         resource: Resource<'_>,
+        protocol: Protocol,
         body: Vec<u8>,
     ) -> Result<http::Response<Incoming>, RequestError> {
         let endpoint = self.endpoint(resource).await?;
         let credentials = self.credentials.get().await?;
-        let request = self.signed_request(operation, &endpoint, credentials, body)?;
+        let request = self.signed_request(operation, &endpoint, protocol, credentials, body)?;
         self.http.request(request).await.map_err(|e| RequestError {
             failure: RequestFailure::Transport,
             message: describe_transport_error(operation, &e),
@@ -228,7 +292,12 @@ impl SignedClient {
             .headers
             .get("x-amzn-errortype")
             .and_then(|v| v.to_str().ok());
-        let error = parse_service_error(parts.status.as_u16(), error_type, body);
+        let error = parse_service_error(
+            parts.status.as_u16(),
+            error_type,
+            Protocol::of_response(&parts.headers),
+            body,
+        );
         if error
             .code
             .as_deref()
@@ -243,6 +312,7 @@ impl SignedClient {
         &self,
         operation: &'static str,
         endpoint: &Endpoint,
+        protocol: Protocol,
         credentials: Credentials,
         body: Vec<u8>,
     ) -> Result<http::Request<Full<Bytes>>, RequestError> {
@@ -253,7 +323,7 @@ impl SignedClient {
         let target = format!("Kinesis_20131202.{operation}");
         let content_length = body.len().to_string();
         let headers = [
-            ("content-type", CONTENT_TYPE),
+            ("content-type", protocol.content_type()),
             ("x-amz-target", target.as_str()),
             ("host", endpoint.host.as_str()),
             ("content-length", content_length.as_str()),
@@ -453,7 +523,7 @@ mod tests {
     #[test]
     fn errors_carry_a_clean_code_and_the_message() {
         let body = br#"{"__type":"com.amazonaws.kinesis.v20131202#ResourceNotFoundException","message":"Stream x not found"}"#;
-        let error = parse_service_error(400, None, body);
+        let error = parse_service_error(400, None, Protocol::Json, body);
         assert_eq!(error.code.as_deref(), Some("ResourceNotFoundException"));
         assert_eq!(error.message, "Stream x not found");
         assert_eq!(error.status, 400);
@@ -461,6 +531,7 @@ mod tests {
         let error = parse_service_error(
             400,
             Some("ProvisionedThroughputExceededException:http://internal.amazon.com/"),
+            Protocol::Json,
             br#"{"Message":"Rate exceeded"}"#,
         );
         assert_eq!(
@@ -469,11 +540,42 @@ mod tests {
         );
         assert_eq!(error.message, "Rate exceeded");
 
-        let error = parse_service_error(503, None, b"");
+        let error = parse_service_error(503, None, Protocol::Json, b"");
         assert_eq!(error.code, None);
         assert_eq!(error.message, "HTTP status 503");
-        let error = parse_service_error(502, None, b"Bad Gateway");
+        let error = parse_service_error(502, None, Protocol::Json, b"Bad Gateway");
         assert_eq!(error.message, "HTTP status 502: Bad Gateway");
+    }
+
+    #[test]
+    fn cbor_error_answers_carry_code_and_message() {
+        let mut body = Vec::new();
+        let mut writer = super::super::cbor::Writer(&mut body);
+        writer.map(2);
+        writer.text("__type");
+        writer.text("com.amazonaws.kinesis.v20131202#ResourceNotFoundException");
+        writer.text("message");
+        writer.text("Stream x not found");
+        let error = parse_service_error(400, None, Protocol::Cbor, &body);
+        assert_eq!(error.code.as_deref(), Some("ResourceNotFoundException"));
+        assert_eq!(error.message, "Stream x not found");
+        // Not CBOR after all: status and size, not binary noise.
+        let error = parse_service_error(500, None, Protocol::Cbor, &[0xff, 0x00]);
+        assert_eq!(error.code, None);
+        assert_eq!(error.message, "HTTP status 500 (2 bytes of CBOR)");
+    }
+
+    #[test]
+    fn answers_are_cbor_only_when_they_say_so() {
+        let mut headers = http::HeaderMap::new();
+        assert_eq!(Protocol::of_response(&headers), Protocol::Json);
+        headers.insert(
+            "content-type",
+            "application/x-amz-cbor-1.1".parse().unwrap(),
+        );
+        assert_eq!(Protocol::of_response(&headers), Protocol::Cbor);
+        headers.insert("content-type", "text/html".parse().unwrap());
+        assert_eq!(Protocol::of_response(&headers), Protocol::Json);
     }
 
     #[test]

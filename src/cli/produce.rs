@@ -322,6 +322,7 @@ fn writer_setup(options: &Options) -> Result<(DestinationSettings, WriterConfig)
         auto_create: None,
         max_record_size: settings.max_record_size,
         concurrency: settings.concurrency,
+        protocol: settings.protocol,
         limits: BatchLimits {
             max_entries: settings.batch_size,
             strict_ordering: settings.strict_ordering,

@@ -120,6 +120,7 @@ impl Destination for KinesisDestination {
             auto_create: settings.auto_create,
             max_record_size: settings.max_record_size,
             concurrency: settings.concurrency,
+            protocol: settings.protocol,
             limits: BatchLimits {
                 max_entries: settings.batch_size,
                 strict_ordering: settings.strict_ordering,

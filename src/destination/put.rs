@@ -1,8 +1,8 @@
 //! PutRecords as one hand-built, SigV4-signed HTTP request (see [`crate::aws::signed`]).
 //!
-//! The body is written straight from the prepared entries (base64 into the body buffer) and
-//! the response is read with borrowed strings. The body encoder and the response parser are
-//! pure functions, tested below.
+//! The body is written straight from the prepared entries, in AWS CBOR (data as raw bytes,
+//! the default) or AWS JSON 1.1 (data as base64), and the response is read with borrowed
+//! strings. The body encoders and the response parsers are pure functions, tested below.
 
 use std::time::Duration;
 
@@ -10,8 +10,9 @@ use http_body_util::BodyExt;
 use serde::Deserialize;
 
 use super::retry::CallFailure;
+use crate::aws::cbor;
 use crate::aws::signed::{
-    HttpVersions, RequestError, RequestFailure, Resource, ServiceError, SignedClient,
+    HttpVersions, Protocol, RequestError, RequestFailure, Resource, ServiceError, SignedClient,
 };
 use crate::aws::StreamRef;
 
@@ -25,8 +26,54 @@ pub trait PutEntry {
     fn explicit_hash_key(&self) -> Option<&str>;
 }
 
-/// Writes the PutRecords request body (AWS JSON 1.1) for `entries` into `body`.
-pub fn encode_body<E: PutEntry>(stream: &StreamRef, entries: &[E], body: &mut Vec<u8>) {
+/// Writes the PutRecords request body for `entries` into `body`.
+pub fn encode_body<E: PutEntry>(
+    protocol: Protocol,
+    stream: &StreamRef,
+    entries: &[E],
+    body: &mut Vec<u8>,
+) {
+    match protocol {
+        Protocol::Json => encode_json_body(stream, entries, body),
+        Protocol::Cbor => encode_cbor_body(stream, entries, body),
+    }
+}
+
+fn encode_cbor_body<E: PutEntry>(stream: &StreamRef, entries: &[E], body: &mut Vec<u8>) {
+    let estimate: usize = entries
+        .iter()
+        .map(|e| e.data().len() + e.partition_key().len() + 48)
+        .sum();
+    body.reserve(estimate + 128);
+    let mut writer = cbor::Writer(body);
+    writer.map(2);
+    writer.text("Records");
+    writer.array(entries.len());
+    for entry in entries {
+        let hash_key = entry.explicit_hash_key();
+        writer.map(if hash_key.is_some() { 3 } else { 2 });
+        writer.text("Data");
+        writer.bytes(entry.data());
+        writer.text("PartitionKey");
+        writer.text(entry.partition_key());
+        if let Some(hash_key) = hash_key {
+            writer.text("ExplicitHashKey");
+            writer.text(hash_key);
+        }
+    }
+    match &stream.arn {
+        Some(arn) => {
+            writer.text("StreamARN");
+            writer.text(arn);
+        }
+        None => {
+            writer.text("StreamName");
+            writer.text(&stream.name);
+        }
+    }
+}
+
+fn encode_json_body<E: PutEntry>(stream: &StreamRef, entries: &[E], body: &mut Vec<u8>) {
     let estimate: usize = entries
         .iter()
         .map(|e| e.data().len() * 4 / 3 + e.partition_key().len() + 64)
@@ -91,28 +138,69 @@ struct ResultShape<'a> {
 
 /// Reads a successful PutRecords response. An answer that does not carry one result per
 /// entry is an error (the whole call is retried).
-pub fn parse_response(body: &[u8], entries: usize) -> Result<EntryResults, String> {
-    let output: OutputShape<'_> = serde_json::from_slice(body)
-        .map_err(|e| format!("PutRecords answered something that is not its response: {e}"))?;
-    if output.records.len() != entries {
+pub fn parse_response(
+    protocol: Protocol,
+    body: &[u8],
+    entries: usize,
+) -> Result<EntryResults, String> {
+    let results = match protocol {
+        Protocol::Json => parse_json_response(body)?,
+        Protocol::Cbor => parse_cbor_response(body)?,
+    };
+    if results.len() != entries {
         return Err(format!(
             "PutRecords answered {} results for {entries} entries",
-            output.records.len()
+            results.len()
         ));
     }
+    Ok(results)
+}
+
+fn entry_result(code: Option<&str>, message: Option<&str>) -> Option<EntryFailure> {
+    code.filter(|code| !code.is_empty())
+        .map(|code| EntryFailure {
+            code: code.to_string(),
+            message: message.unwrap_or_default().to_string(),
+        })
+}
+
+fn parse_json_response(body: &[u8]) -> Result<EntryResults, String> {
+    let output: OutputShape<'_> = serde_json::from_slice(body)
+        .map_err(|e| format!("PutRecords answered something that is not its response: {e}"))?;
     Ok(output
         .records
-        .into_iter()
+        .iter()
         .map(|result| {
-            result
-                .error_code
-                .filter(|code| !code.is_empty())
-                .map(|code| EntryFailure {
-                    code: code.into_owned(),
-                    message: result.error_message.unwrap_or_default().into_owned(),
-                })
+            entry_result(
+                result.error_code.as_deref(),
+                result.error_message.as_deref(),
+            )
         })
         .collect())
+}
+
+fn parse_cbor_response(body: &[u8]) -> Result<EntryResults, String> {
+    let not_the_response =
+        |why: String| format!("PutRecords answered something that is not its response: {why}");
+    let output = cbor::decode(body).map_err(|e| not_the_response(e.to_string()))?;
+    if !matches!(output, cbor::Value::Map(_)) {
+        return Err(not_the_response("not a map".into()));
+    }
+    let records = match output.get("Records") {
+        Some(cbor::Value::Array(records)) => records.as_slice(),
+        None | Some(cbor::Value::Null) => &[],
+        Some(_) => return Err(not_the_response("Records is not an array".into())),
+    };
+    records
+        .iter()
+        .map(|result| {
+            if !matches!(result, cbor::Value::Map(_)) {
+                return Err(not_the_response("a result is not a map".into()));
+            }
+            let text = |name: &str| result.get(name).and_then(cbor::Value::as_str);
+            Ok(entry_result(text("ErrorCode"), text("ErrorMessage")))
+        })
+        .collect()
 }
 
 /// A PutRecords call that failed as a whole.
@@ -160,6 +248,7 @@ fn call_error(error: ServiceError) -> CallError {
 /// Sends PutRecords calls. Cheap to share between lanes.
 pub struct PutRecordsClient {
     client: SignedClient,
+    protocol: Protocol,
 }
 
 impl PutRecordsClient {
@@ -168,9 +257,11 @@ impl PutRecordsClient {
     pub fn new(
         sdk_config: &aws_types::SdkConfig,
         endpoint_override: Option<String>,
+        protocol: Protocol,
     ) -> Result<Self, String> {
         Ok(PutRecordsClient {
             client: SignedClient::new(sdk_config, endpoint_override, HttpVersions::Http1)?,
+            protocol,
         })
     }
 
@@ -181,11 +272,11 @@ impl PutRecordsClient {
         entries: &[E],
     ) -> Result<EntryResults, CallError> {
         let mut body = Vec::new();
-        encode_body(stream, entries, &mut body);
+        encode_body(self.protocol, stream, entries, &mut body);
         let response = tokio::time::timeout(CALL_TIMEOUT, async {
             let response = self
                 .client
-                .send("PutRecords", Resource::Stream(stream), body)
+                .send("PutRecords", Resource::Stream(stream), self.protocol, body)
                 .await?;
             let (parts, body) = response.into_parts();
             let body = body
@@ -206,7 +297,8 @@ impl PutRecordsClient {
         })?;
         let (parts, body) = response?;
         if parts.status.is_success() {
-            return parse_response(&body, entries.len()).map_err(CallError::transport);
+            let protocol = Protocol::of_response(&parts.headers);
+            return parse_response(protocol, &body, entries.len()).map_err(CallError::transport);
         }
         Err(call_error(self.client.service_error(&parts, &body)))
     }
@@ -244,7 +336,7 @@ mod tests {
             E(&[0, 255, 1], "k2", Some("42")),
         ];
         let mut body = Vec::new();
-        encode_body(&stream("orders", None), &entries, &mut body);
+        encode_body(Protocol::Json, &stream("orders", None), &entries, &mut body);
         let parsed: serde_json::Value = serde_json::from_slice(&body).unwrap();
         assert_eq!(
             parsed,
@@ -258,7 +350,12 @@ mod tests {
         );
         let mut body = Vec::new();
         let arn = "arn:aws:kinesis:us-east-1:123456789012:stream/orders";
-        encode_body(&stream("orders", Some(arn)), &entries[..1], &mut body);
+        encode_body(
+            Protocol::Json,
+            &stream("orders", Some(arn)),
+            &entries[..1],
+            &mut body,
+        );
         let parsed: serde_json::Value = serde_json::from_slice(&body).unwrap();
         assert_eq!(parsed["StreamARN"], arn);
         assert!(parsed.get("StreamName").is_none());
@@ -271,7 +368,7 @@ mod tests {
             {"ErrorCode":"ProvisionedThroughputExceededException","ErrorMessage":"Rate exceeded for shard"},
             {"SequenceNumber":"2","ShardId":"shardId-000000000001","ErrorCode":""}
         ],"EncryptionType":"NONE"}"#;
-        let results = parse_response(body, 3).unwrap();
+        let results = parse_response(Protocol::Json, body, 3).unwrap();
         assert_eq!(
             results,
             vec![
@@ -283,13 +380,13 @@ mod tests {
                 None
             ]
         );
-        let error = parse_response(body, 4).unwrap_err();
+        let error = parse_response(Protocol::Json, body, 4).unwrap_err();
         assert!(error.contains("3 results for 4 entries"), "{error}");
-        assert!(parse_response(b"<html>", 1).is_err());
+        assert!(parse_response(Protocol::Json, b"<html>", 1).is_err());
         // Escaped text in messages is decoded.
         let body = br#"{"Records":[{"ErrorCode":"InternalFailure","ErrorMessage":"a \"b\""}]}"#;
         assert_eq!(
-            parse_response(body, 1).unwrap()[0]
+            parse_response(Protocol::Json, body, 1).unwrap()[0]
                 .as_ref()
                 .unwrap()
                 .message,
@@ -297,11 +394,155 @@ mod tests {
         );
     }
 
+    /// A CBOR item as ciborium (an independent implementation) reads it.
+    fn ciborium_value(bytes: &[u8]) -> ciborium::Value {
+        ciborium::from_reader(bytes).expect("well-formed CBOR")
+    }
+
+    fn ciborium_bytes(value: &ciborium::Value) -> Vec<u8> {
+        let mut out = Vec::new();
+        ciborium::into_writer(value, &mut out).unwrap();
+        out
+    }
+
+    fn map(entries: Vec<(&str, ciborium::Value)>) -> ciborium::Value {
+        ciborium::Value::Map(
+            entries
+                .into_iter()
+                .map(|(k, v)| (ciborium::Value::Text(k.into()), v))
+                .collect(),
+        )
+    }
+
+    fn text(s: &str) -> ciborium::Value {
+        ciborium::Value::Text(s.into())
+    }
+
+    #[test]
+    fn cbor_body_carries_data_as_bytes() {
+        let big = vec![7u8; 70_000];
+        let big: &'static [u8] = Box::leak(big.into_boxed_slice());
+        let entries = [
+            E(b"hello", "k\"1\u{e9}\n", None),
+            E(&[0, 255, 1], "k2", Some("42")),
+            E(big, "k3", None),
+        ];
+        let mut body = Vec::new();
+        encode_body(Protocol::Cbor, &stream("orders", None), &entries, &mut body);
+        assert_eq!(
+            ciborium_value(&body),
+            map(vec![
+                (
+                    "Records",
+                    ciborium::Value::Array(vec![
+                        map(vec![
+                            ("Data", ciborium::Value::Bytes(b"hello".to_vec())),
+                            ("PartitionKey", text("k\"1\u{e9}\n")),
+                        ]),
+                        map(vec![
+                            ("Data", ciborium::Value::Bytes(vec![0, 255, 1])),
+                            ("PartitionKey", text("k2")),
+                            ("ExplicitHashKey", text("42")),
+                        ]),
+                        map(vec![
+                            ("Data", ciborium::Value::Bytes(big.to_vec())),
+                            ("PartitionKey", text("k3")),
+                        ]),
+                    ]),
+                ),
+                ("StreamName", text("orders")),
+            ])
+        );
+        // Data is not base64: the body is barely larger than data plus keys.
+        assert!(body.len() < 70_000 + 5 + 3 + 150, "{}", body.len());
+
+        let mut body = Vec::new();
+        let arn = "arn:aws:kinesis:us-east-1:123456789012:stream/orders";
+        encode_body(
+            Protocol::Cbor,
+            &stream("orders", Some(arn)),
+            &entries[..1],
+            &mut body,
+        );
+        let value = ciborium_value(&body);
+        let members: Vec<_> = value
+            .as_map()
+            .unwrap()
+            .iter()
+            .map(|(k, _)| k.clone())
+            .collect();
+        assert_eq!(members, vec![text("Records"), text("StreamARN")]);
+    }
+
+    #[test]
+    fn cbor_response_results_line_up_with_entries() {
+        let response = map(vec![
+            ("FailedRecordCount", ciborium::Value::Integer(1.into())),
+            (
+                "Records",
+                ciborium::Value::Array(vec![
+                    map(vec![
+                        ("SequenceNumber", text("1")),
+                        ("ShardId", text("shardId-000000000000")),
+                    ]),
+                    map(vec![
+                        ("ErrorCode", text("ProvisionedThroughputExceededException")),
+                        ("ErrorMessage", text("Rate exceeded for shard")),
+                    ]),
+                    map(vec![
+                        ("SequenceNumber", text("2")),
+                        ("ErrorCode", ciborium::Value::Null),
+                        ("ErrorMessage", ciborium::Value::Null),
+                    ]),
+                ]),
+            ),
+            ("EncryptionType", text("NONE")),
+        ]);
+        let body = ciborium_bytes(&response);
+        let results = parse_response(Protocol::Cbor, &body, 3).unwrap();
+        assert_eq!(
+            results,
+            vec![
+                None,
+                Some(EntryFailure {
+                    code: "ProvisionedThroughputExceededException".into(),
+                    message: "Rate exceeded for shard".into()
+                }),
+                None
+            ]
+        );
+        let error = parse_response(Protocol::Cbor, &body, 2).unwrap_err();
+        assert!(error.contains("3 results for 2 entries"), "{error}");
+        for bad in [
+            b"{\"Records\":[]}".as_slice(),
+            &ciborium_bytes(&text("Records")),
+            &ciborium_bytes(&map(vec![("Records", text("x"))])),
+            &ciborium_bytes(&map(vec![(
+                "Records",
+                ciborium::Value::Array(vec![text("x")]),
+            )])),
+        ] {
+            let error = parse_response(Protocol::Cbor, bad, 0).unwrap_err();
+            assert!(error.contains("not its response"), "{error}");
+        }
+        // A response without results answers no entries.
+        let empty = ciborium_bytes(&map(vec![(
+            "FailedRecordCount",
+            ciborium::Value::Integer(0.into()),
+        )]));
+        assert_eq!(parse_response(Protocol::Cbor, &empty, 0).unwrap(), vec![]);
+    }
+
     #[test]
     fn error_answers_become_service_call_errors() {
         // Code and message extraction is tested in aws::signed; here only the mapping.
         let body = br#"{"__type":"com.amazonaws.kinesis.v20131202#ResourceNotFoundException","message":"Stream x not found"}"#;
-        let error = call_error(crate::aws::signed::parse_service_error(400, None, body));
+        let error = call_error(crate::aws::signed::parse_service_error(
+            400,
+            None,
+            Protocol::Json,
+            body,
+        ));
         assert_eq!(error.failure, CallFailure::Service { status: 400 });
         assert_eq!(error.code.as_deref(), Some("ResourceNotFoundException"));
         assert_eq!(error.message, "Stream x not found");

@@ -6,6 +6,7 @@ use super::key::KeyStrategy;
 use super::retry::RetryPolicy;
 use super::template::RecordTemplate;
 use crate::aws::settings::parse_stream_arn;
+use crate::aws::signed::Protocol;
 use crate::aws::{AwsSettings, StreamRef};
 use crate::config::{ConfigError, Values};
 use crate::spec::*;
@@ -40,6 +41,8 @@ pub struct DestinationSettings {
     pub max_record_size: Option<usize>,
     pub concurrency: usize,
     pub strict_ordering: bool,
+    /// How PutRecords calls are encoded.
+    pub protocol: Protocol,
     pub retry: RetryPolicy,
     pub batch_size: usize,
     pub batch_delay: Duration,
@@ -201,6 +204,10 @@ impl DestinationSettings {
                 .map(|n| n as usize),
             concurrency: values.int(CONCURRENCY).unwrap_or(4).max(1) as usize,
             strict_ordering: values.bool(STRICT_ORDERING).unwrap_or(true),
+            protocol: match values.str(PROTOCOL) {
+                Some("json") => Protocol::Json,
+                _ => Protocol::Cbor,
+            },
             retry,
             batch_size,
             batch_delay,

@@ -25,6 +25,7 @@ use super::rate::RateLimiter;
 use super::retry::{call_verdict, entry_verdict, CallVerdict, EntryVerdict, RetryPolicy};
 use super::settings::{stream_ref_from_rendered, CreateMode, StreamTarget};
 use super::template::RecordTemplate;
+use crate::aws::signed::Protocol;
 use crate::aws::{KinesisConnection, StreamRef};
 use crate::plugin::{Record, WriteOutcome};
 
@@ -53,6 +54,8 @@ pub struct WriterConfig {
     pub auto_create: Option<CreateMode>,
     pub max_record_size: Option<usize>,
     pub concurrency: usize,
+    /// How PutRecords calls are encoded.
+    pub protocol: Protocol,
     pub limits: BatchLimits,
     pub batch_delay: Duration,
     pub retry: RetryPolicy,
@@ -125,7 +128,11 @@ impl Writer {
         config: WriterConfig,
         known: Vec<(StreamRef, StreamInfo)>,
     ) -> Result<Writer, String> {
-        let put = PutRecordsClient::new(&connection.sdk_config, connection.endpoint_override)?;
+        let put = PutRecordsClient::new(
+            &connection.sdk_config,
+            connection.endpoint_override,
+            config.protocol,
+        )?;
         Ok(Writer::start(connection.client, put, config, known))
     }
 

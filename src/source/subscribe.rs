@@ -14,7 +14,7 @@ use serde::Deserialize;
 
 use super::eventstream::{Message, MessageBuffer};
 use super::records::FetchedRecord;
-use crate::aws::signed::{HttpVersions, Resource, SignedClient};
+use crate::aws::signed::{HttpVersions, Protocol, Resource, SignedClient};
 use crate::aws::KinesisConnection;
 
 /// Where a subscription starts.
@@ -216,8 +216,12 @@ impl Subscriber {
         let body = request_body(consumer_arn, shard, start);
         let sent = tokio::time::timeout(
             timeout,
-            self.client
-                .send("SubscribeToShard", Resource::Consumer(consumer_arn), body),
+            self.client.send(
+                "SubscribeToShard",
+                Resource::Consumer(consumer_arn),
+                Protocol::Json,
+                body,
+            ),
         )
         .await
         .map_err(|_| {

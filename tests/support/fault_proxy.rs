@@ -14,8 +14,9 @@
 //!
 //! Every request is forwarded unchanged (Host and signature included: kinesis-local does not
 //! check signatures) over a kept-alive upstream connection, except PutRecords
-//! (`X-Amz-Target: Kinesis_20131202.PutRecords`, JSON 1.1 with base64 `Data`), where rules
-//! apply:
+//! (`X-Amz-Target: Kinesis_20131202.PutRecords`), where rules apply. A PutRecords call in
+//! AWS CBOR (the destination's default) is handled as its JSON equivalent (see
+//! [`super::wire`]): forwarded upstream as JSON and answered in CBOR.
 //!
 //! * [`CallRule`]: the whole call fails without being forwarded: HTTP 400
 //!   `ProvisionedThroughputExceededException`, HTTP 500 `InternalFailure`, or the connection is
@@ -45,8 +46,9 @@ use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinHandle;
 
+use super::wire;
+
 const TARGET_PREFIX: &str = "Kinesis_20131202.";
-const JSON_CONTENT_TYPE: &str = "application/x-amz-json-1.1";
 const ACCOUNT: &str = "000000000000";
 
 /// The error a failed entry carries.
@@ -455,9 +457,17 @@ impl Message {
         self.body = body;
     }
 
+    fn set_header(&mut self, name: &str, value: &str) {
+        self.headers.retain(|(k, _)| !k.eq_ignore_ascii_case(name));
+        self.headers.push((name.to_string(), value.to_string()));
+    }
+
     fn response(status: u16, reason: &str, headers: &[(&str, &str)], body: Vec<u8>) -> Message {
         let mut all = vec![
-            ("Content-Type".to_string(), JSON_CONTENT_TYPE.to_string()),
+            (
+                "Content-Type".to_string(),
+                wire::JSON_CONTENT_TYPE.to_string(),
+            ),
             ("x-amzn-RequestId".to_string(), request_id()),
         ];
         all.extend(headers.iter().map(|(k, v)| (k.to_string(), v.to_string())));
@@ -669,7 +679,35 @@ fn lock(state: &Mutex<State>) -> std::sync::MutexGuard<'_, State> {
     state.lock().unwrap_or_else(|e| e.into_inner())
 }
 
+/// PutRecords in either protocol: a CBOR call is handled (and forwarded upstream) as its
+/// JSON equivalent, and the answer goes back to the client in CBOR.
 async fn put_records(
+    request: &Message,
+    forwarder: &mut Forwarder<'_>,
+    state: &Mutex<State>,
+) -> io::Result<Answer> {
+    if !wire::is_cbor(request.header("content-type")) {
+        return put_records_json(request, forwarder, state).await;
+    }
+    let Some(body) = wire::cbor_to_json(&request.body) else {
+        return Ok(Answer::Respond(forwarder.forward(request).await?));
+    };
+    let mut as_json = request.clone();
+    as_json.set_header("Content-Type", wire::JSON_CONTENT_TYPE);
+    as_json.set_body(serde_json::to_vec(&body).expect("json"));
+    Ok(match put_records_json(&as_json, forwarder, state).await? {
+        Answer::Respond(mut response) => {
+            if let Ok(answer) = serde_json::from_slice::<Value>(&response.body) {
+                response.set_header("Content-Type", wire::CBOR_CONTENT_TYPE);
+                response.set_body(wire::json_to_cbor(&answer));
+            }
+            Answer::Respond(response)
+        }
+        Answer::Drop => Answer::Drop,
+    })
+}
+
+async fn put_records_json(
     request: &Message,
     forwarder: &mut Forwarder<'_>,
     state: &Mutex<State>,

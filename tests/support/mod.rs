@@ -5,6 +5,7 @@
 //!   launches it with hashicorp/go-plugin exactly like Conduit v0.19.0 does.
 //! * [`capture_server`]: a loopback HTTP/1.1 server that records requests and answers canned
 //!   responses (fake AWS endpoints).
+//! * [`wire`]: AWS CBOR bodies seen as AWS JSON (for fakes and the fault proxy).
 //!
 //! The first two need `test/setup.sh` (or `make test`) to have run first.
 #![allow(dead_code)]
@@ -17,6 +18,7 @@ pub mod kinesis_local;
 pub mod plugin;
 pub mod sigv4;
 pub mod source;
+pub mod wire;
 
 use std::net::TcpListener;
 use std::path::PathBuf;
