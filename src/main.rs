@@ -10,7 +10,24 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use conduit_connector_kinesis::cli::{self, Command};
 use conduit_connector_kinesis::{plugin, spec};
 
+/// `mi_option_purge_delay` in mimalloc v3's `mi_option_t` (include/mimalloc.h).
+const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
+/// Freed pages go back to the OS after this long instead of mimalloc v3's default 1 s: the
+/// destination frees its record buffers in bursts (a whole call's worth at each answer), and
+/// the bench (`make bench`) showed peak RSS of 61-81 MiB with 1 s and 47-56 MiB with 100 ms,
+/// for 3-5% more CPU per record.
+const PURGE_DELAY_MS: std::ffi::c_long = 100;
+
+/// Sets the allocator's purge delay unless `MIMALLOC_PURGE_DELAY` chose one.
+fn tune_allocator() {
+    if std::env::var_os("MIMALLOC_PURGE_DELAY").is_none() {
+        // SAFETY: mi_option_set only stores the value; any option id and value is allowed.
+        unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, PURGE_DELAY_MS) };
+    }
+}
+
 fn main() -> ExitCode {
+    tune_allocator();
     let args: Vec<String> = std::env::args().skip(1).collect();
     match cli::parse(&args) {
         Command::Plugin => run_plugin(),
