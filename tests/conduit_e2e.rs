@@ -6,182 +6,105 @@
 
 mod support;
 
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::path::Path;
+use std::time::Duration;
 
+use support::conduit::{self, destination, pipeline_yaml, source, Conduit, ConduitHome, Db};
 use support::kinesis_local::{unique_stream_name, KinesisLocal};
 
-fn conduit_binary() -> Option<PathBuf> {
-    let path = support::repo_root().join(".tools/bin/conduit");
-    if path.exists() {
-        Some(path)
-    } else {
-        eprintln!(
-            "SKIPPED: {} is missing (test/setup.sh could not install Conduit v0.19.0 here)",
-            path.display()
-        );
-        None
-    }
+/// How long a pipeline may take to start (plugin scan, Configure, Open).
+const START_TIMEOUT: Duration = Duration::from_secs(60);
+const PLUGIN: &str = "standalone:kinesis";
+
+/// The `aws.*` and stream settings our connector needs against kinesis-local.
+fn kinesis_settings<'a>(kl: &'a KinesisLocal, stream: &'a str) -> Vec<(&'a str, &'a str)> {
+    vec![
+        ("streamName", stream),
+        ("aws.url", kl.endpoint.as_str()),
+        ("aws.region", "us-east-1"),
+        ("aws.accessKeyId", "test"),
+        ("aws.secretAccessKey", "test"),
+    ]
 }
 
-struct Conduit {
-    child: Child,
-    http: String,
-    _dir: tempfile::TempDir,
-    log: PathBuf,
-}
-
-impl Drop for Conduit {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+/// `builtin:generator` with structured payloads `{id: int, name: string}` and the SDK's
+/// default schema settings (payloads travel Avro-encoded with `opencdc.payload.schema.*`
+/// metadata) → our destination, and with `also_file` also → `builtin:file` (which decodes
+/// the same way, in Go).
+fn generator_to_kinesis(
+    id: &str,
+    kl: &KinesisLocal,
+    stream: &str,
+    count: u32,
+    rate: u32,
+    also_file: Option<&Path>,
+) -> String {
+    let count = count.to_string();
+    let rate = rate.to_string();
+    let generator = [
+        ("format.type", "structured"),
+        ("format.options.id", "int"),
+        ("format.options.name", "string"),
+        ("operations", "create"),
+        ("rate", rate.as_str()),
+        ("recordCount", count.as_str()),
+    ];
+    let kinesis = kinesis_settings(kl, stream);
+    let file = [("path", also_file.and_then(Path::to_str).unwrap_or_default())];
+    let mut connectors = vec![
+        source("gen", "builtin:generator", &generator),
+        destination("kinesis", PLUGIN, &kinesis),
+    ];
+    if also_file.is_some() {
+        connectors.push(destination("file", "builtin:file", &file));
     }
-}
-
-impl Conduit {
-    fn start(binary: &Path, pipelines: &[(&str, String)]) -> Conduit {
-        let dir = tempfile::tempdir().unwrap();
-        let connectors = dir.path().join("connectors");
-        let pipelines_dir = dir.path().join("pipelines");
-        std::fs::create_dir_all(&connectors).unwrap();
-        std::fs::create_dir_all(&pipelines_dir).unwrap();
-        std::fs::copy(
-            support::plugin_binary(),
-            connectors.join("conduit-connector-kinesis"),
-        )
-        .unwrap();
-        for (name, body) in pipelines {
-            std::fs::write(pipelines_dir.join(name), body).unwrap();
-        }
-        let [http_port, grpc_port] = support::free_ports::<2>();
-        let log = dir.path().join("conduit.log");
-        let child = Command::new(binary)
-            .current_dir(dir.path())
-            .args([
-                "run",
-                "--connectors.path",
-                connectors.to_str().unwrap(),
-                "--pipelines.path",
-                pipelines_dir.to_str().unwrap(),
-                "--db.type",
-                "inmemory",
-                "--api.http.address",
-                &format!("127.0.0.1:{http_port}"),
-                "--api.grpc.address",
-                &format!("127.0.0.1:{grpc_port}"),
-                "--log.format",
-                "json",
-            ])
-            .env("AWS_EC2_METADATA_DISABLED", "true")
-            .stdin(Stdio::null())
-            .stdout(std::fs::File::create(&log).unwrap())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("start conduit");
-        Conduit {
-            child,
-            http: format!("http://127.0.0.1:{http_port}"),
-            _dir: dir,
-            log,
-        }
-    }
-
-    fn get(&self, path: &str) -> Option<serde_json::Value> {
-        let output = Command::new("curl")
-            .args(["-sf", "--max-time", "5", &format!("{}{path}", self.http)])
-            .output()
-            .ok()?;
-        if !output.status.success() {
-            return None;
-        }
-        serde_json::from_slice(&output.stdout).ok()
-    }
-
-    /// Polls `path` until `check` accepts the JSON, or panics with the log after `timeout`.
-    fn wait_for(
-        &self,
-        path: &str,
-        timeout: Duration,
-        check: impl Fn(&serde_json::Value) -> bool,
-    ) -> serde_json::Value {
-        let started = Instant::now();
-        let mut last = None;
-        while started.elapsed() < timeout {
-            if let Some(value) = self.get(path) {
-                if check(&value) {
-                    return value;
-                }
-                last = Some(value);
-            }
-            std::thread::sleep(Duration::from_millis(250));
-        }
-        let log = std::fs::read_to_string(&self.log).unwrap_or_default();
-        let tail: String = log
-            .chars()
-            .rev()
-            .take(6000)
-            .collect::<Vec<_>>()
-            .into_iter()
-            .rev()
-            .collect();
-        panic!("{path} never matched within {timeout:?}; last answer: {last:?}\nconduit log tail:\n{tail}");
-    }
-}
-
-fn pipeline(id: &str, stream: &str, endpoint: &str) -> String {
-    format!(
-        r#"version: "2.2"
-pipelines:
-  - id: {id}
-    status: running
-    connectors:
-      - id: gen
-        type: source
-        plugin: builtin:generator
-        settings:
-          format.type: structured
-          format.options.id: int
-          format.options.name: string
-          operations: create
-          rate: "20"
-          recordCount: "20"
-      - id: kinesis
-        type: destination
-        plugin: standalone:kinesis
-        settings:
-          streamName: {stream}
-          aws.url: {endpoint}
-          aws.region: us-east-1
-          aws.accessKeyId: test
-          aws.secretAccessKey: test
-"#
-    )
+    pipeline_yaml(id, &connectors)
 }
 
 #[tokio::test]
 async fn conduit_lists_and_runs_the_plugin() {
-    let Some(binary) = conduit_binary() else {
+    let Some(binary) = conduit::binary() else {
         return;
     };
     let kl = KinesisLocal::start().await;
     let stream = unique_stream_name("e2e");
     kl.create_stream(&stream, 1).await;
-    let good = pipeline("good", &stream, &kl.endpoint);
-    let bad = pipeline("bad", "stream-that-does-not-exist", &kl.endpoint);
-    let conduit = Conduit::start(&binary, &[("good.yaml", good), ("bad.yaml", bad)]);
+    let missing = "stream-that-does-not-exist";
+    let home = ConduitHome::new(&[
+        (
+            "good.yaml",
+            generator_to_kinesis("good", &kl, &stream, 20, 20, None),
+        ),
+        (
+            "bad.yaml",
+            generator_to_kinesis("bad", &kl, missing, 20, 20, None),
+        ),
+    ]);
+    let conduit = Conduit::start(&binary, &home, Db::InMemory, &[]);
 
     let expected = format!("standalone:kinesis@v{}", env!("CARGO_PKG_VERSION"));
-    conduit.wait_for("/v1/connectors/plugins", Duration::from_secs(60), |v| {
+    conduit.wait_for("/v1/connectors/plugins", START_TIMEOUT, |v| {
         v.to_string().contains(&expected)
     });
-    conduit.wait_for("/v1/pipelines/good", Duration::from_secs(60), |v| {
-        v["state"]["status"] == "STATUS_RUNNING"
+    conduit.wait_for_status("good", "STATUS_RUNNING", START_TIMEOUT);
+
+    // Open fails with our message. Conduit v0.19 treats it as a non-fatal error: the
+    // pipeline goes to STATUS_RECOVERING (restarted with backoff) with an empty
+    // `state.error`, and the message only shows in the log, as the destination node's
+    // error. (With `--pipelines.error-recovery.max-retries 0` it degrades instead, but
+    // `state.error` then says only "failed to recover pipeline bad after 1 attempts".)
+    conduit.wait_for_status("bad", "STATUS_RECOVERING", START_TIMEOUT);
+    let message = format!(
+        "could not open destination connector plugin: stream \"{missing}\" was not found in \
+         region us-east-1 at {}: create it, or check streamName/streamARN, aws.region and aws.url",
+        kl.endpoint
+    );
+    let entry = conduit.wait_for_log("the destination's Open error", START_TIMEOUT, |e| {
+        e["node_id"] == "bad:kinesis" && e["error"].as_str().is_some_and(|m| m.contains(&message))
     });
-    conduit.wait_for("/v1/pipelines/bad", Duration::from_secs(60), |v| {
-        v["state"]["error"]
-            .as_str()
-            .unwrap_or("")
-            .contains("was not found")
+    assert_eq!(entry["level"], "error", "{entry}");
+    // ... and Conduit retries: a new plugin process, Open fails the same way again.
+    conduit.wait_for_log("a second failed Open", START_TIMEOUT, |e| {
+        e["pipeline_id"] == "bad" && e["message"] == "restarting with backoff" && e["attempt"] == 2
     });
 }
