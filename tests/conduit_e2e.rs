@@ -10,6 +10,8 @@ use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use aws_sdk_kinesis::primitives::Blob;
+use aws_sdk_kinesis::types::PutRecordsRequestEntry;
 use base64::Engine as _;
 use support::conduit::{self, destination, pipeline_yaml, source, Conduit, ConduitHome, Db};
 use support::destination::read_all;
@@ -74,6 +76,18 @@ fn generator_to_kinesis(
         connectors.push(destination("file", "builtin:file", &file));
     }
     pipeline_yaml(id, &connectors)
+}
+
+/// Our source (default readMode fanout) → `builtin:file` at `path`.
+fn kinesis_to_file(id: &str, kl: &KinesisLocal, stream: &str, path: &Path) -> String {
+    let path = path.to_str().unwrap();
+    pipeline_yaml(
+        id,
+        &[
+            source("kinesis", PLUGIN, &kinesis_settings(kl, stream)),
+            destination("file", "builtin:file", &[("path", path)]),
+        ],
+    )
 }
 
 #[tokio::test]
@@ -251,6 +265,66 @@ async fn generator_with_avro_payloads_to_kinesis() {
     assert_eq!(positions, expected, "generator positions");
 }
 
+/// What the test wrote to Kinesis.
+#[derive(Debug, Clone, PartialEq)]
+struct Sent {
+    partition_key: String,
+    data: String,
+    shard: String,
+}
+
+/// Writes records `range` (partition key `pk-<i>`, data `{"i":<i>,...}` JSON) with
+/// PutRecords and returns them by `<shard>/<sequence number>`.
+async fn put_numbered(
+    client: &aws_sdk_kinesis::Client,
+    stream: &str,
+    range: std::ops::Range<usize>,
+) -> BTreeMap<String, Sent> {
+    let entries: Vec<(String, String)> = range
+        .map(|i| {
+            (
+                format!("pk-{i}"),
+                format!("{{\"i\":{i},\"text\":\"record {i}\"}}"),
+            )
+        })
+        .collect();
+    let out = client
+        .put_records()
+        .stream_name(stream)
+        .set_records(Some(
+            entries
+                .iter()
+                .map(|(pk, data)| {
+                    PutRecordsRequestEntry::builder()
+                        .partition_key(pk)
+                        .data(Blob::new(data.as_bytes()))
+                        .build()
+                        .unwrap()
+                })
+                .collect(),
+        ))
+        .send()
+        .await
+        .expect("PutRecords");
+    assert_eq!(out.failed_record_count.unwrap_or(0), 0, "{out:?}");
+    entries
+        .into_iter()
+        .zip(out.records)
+        .map(|((partition_key, data), result)| {
+            let shard = result.shard_id.expect("shard id");
+            let sequence = result.sequence_number.expect("sequence number");
+            (
+                format!("{shard}/{sequence}"),
+                Sent {
+                    partition_key,
+                    data,
+                    shard,
+                },
+            )
+        })
+        .collect()
+}
+
 /// The lines of the file destination's output, each parsed as an OpenCDC JSON record.
 fn file_records(path: &Path) -> Vec<serde_json::Value> {
     std::fs::read_to_string(path)
@@ -285,4 +359,119 @@ async fn wait_for_file_records(
     }
     tokio::time::sleep(SETTLE).await;
     file_records(path)
+}
+
+/// Every sent record arrived exactly once, mapped as source/README.md documents: operation
+/// create, key = partition key (raw), payload.after = data (raw), `kinesis.*` and
+/// `opencdc.collection` metadata.
+fn assert_exactly_once(records: &[serde_json::Value], sent: &BTreeMap<String, Sent>, stream: &str) {
+    let mut seen = BTreeSet::new();
+    for json in records {
+        let metadata = &json["metadata"];
+        let sequence = format!(
+            "{}/{}",
+            metadata["kinesis.shardId"].as_str().unwrap_or("?"),
+            metadata["kinesis.sequenceNumber"].as_str().unwrap_or("?")
+        );
+        let expected = sent
+            .get(&sequence)
+            .unwrap_or_else(|| panic!("a record that was never written: {json}"));
+        assert!(seen.insert(sequence), "delivered twice: {json}");
+        assert_eq!(json["operation"], "create", "{json}");
+        let key = b64(json["key"].as_str().expect("raw key"));
+        assert_eq!(key, expected.partition_key.as_bytes(), "key of {json}");
+        let after = b64(json["payload"]["after"].as_str().expect("raw payload"));
+        assert_eq!(after, expected.data.as_bytes(), "payload.after of {json}");
+        assert_eq!(
+            metadata["kinesis.partitionKey"], expected.partition_key,
+            "{json}"
+        );
+        assert_eq!(metadata["kinesis.shardId"], expected.shard, "{json}");
+        assert_eq!(metadata["kinesis.streamName"], stream, "{json}");
+        assert_eq!(metadata["opencdc.collection"], stream, "{json}");
+        assert!(
+            metadata["opencdc.createdAt"]
+                .as_str()
+                .is_some_and(|t| t.parse::<u64>().is_ok()),
+            "opencdc.createdAt: {json}"
+        );
+    }
+    let missing: Vec<&Sent> = sent
+        .iter()
+        .filter(|(sequence, _)| !seen.contains(*sequence))
+        .map(|(_, s)| s)
+        .collect();
+    assert!(missing.is_empty(), "never delivered: {missing:?}");
+    assert_eq!(records.len(), sent.len());
+}
+
+/// Shards the records went to (the test wants both shards of the stream used).
+fn shards(sent: &BTreeMap<String, Sent>) -> BTreeSet<&str> {
+    sent.values().map(|s| s.shard.as_str()).collect()
+}
+
+#[tokio::test]
+async fn kinesis_source_to_file() {
+    let Some(binary) = conduit::binary() else {
+        return;
+    };
+    const COUNT: usize = 60;
+    let kl = KinesisLocal::start().await;
+    let stream = unique_stream_name("e2e-src");
+    kl.create_stream(&stream, 2).await;
+    let client = kl.client().await;
+    let sent = put_numbered(&client, &stream, 0..COUNT).await;
+    assert_eq!(shards(&sent).len(), 2, "records on both shards: {sent:?}");
+
+    let out = tempfile::tempdir().unwrap();
+    let path = out.path().join("records.jsonl");
+    let home = ConduitHome::new(&[("src.yaml", kinesis_to_file("src", &kl, &stream, &path))]);
+    let conduit = Conduit::start(&binary, &home, Db::InMemory, &[]);
+    conduit.wait_for_status("src", "STATUS_RUNNING", START_TIMEOUT);
+
+    let records = wait_for_file_records(&conduit, &path, COUNT).await;
+    assert_exactly_once(&records, &sent, &stream);
+}
+
+#[tokio::test]
+async fn kinesis_source_resumes_after_a_graceful_restart() {
+    let Some(binary) = conduit::binary() else {
+        return;
+    };
+    const FIRST: usize = 40;
+    const SECOND: usize = 40;
+    let kl = KinesisLocal::start().await;
+    let stream = unique_stream_name("e2e-restart");
+    kl.create_stream(&stream, 2).await;
+    let client = kl.client().await;
+    let mut sent = put_numbered(&client, &stream, 0..FIRST).await;
+    assert_eq!(shards(&sent).len(), 2, "records on both shards: {sent:?}");
+
+    let out = tempfile::tempdir().unwrap();
+    let path = out.path().join("records.jsonl");
+    let home = ConduitHome::new(&[("src.yaml", kinesis_to_file("src", &kl, &stream, &path))]);
+
+    let conduit = Conduit::start(&binary, &home, Db::Badger, &[]);
+    conduit.wait_for_status("src", "STATUS_RUNNING", START_TIMEOUT);
+    let records = wait_for_file_records(&conduit, &path, FIRST).await;
+    assert_exactly_once(&records, &sent, &stream);
+    let status = conduit.terminate(Duration::from_secs(60));
+    assert!(
+        status.success(),
+        "conduit exited with {status} after SIGTERM"
+    );
+
+    // Written while Conduit is down.
+    let second = put_numbered(&client, &stream, FIRST..FIRST + SECOND).await;
+    assert_eq!(
+        shards(&second).len(),
+        2,
+        "records on both shards: {second:?}"
+    );
+    sent.extend(second);
+
+    let conduit = Conduit::start(&binary, &home, Db::Badger, &[]);
+    conduit.wait_for_status("src", "STATUS_RUNNING", START_TIMEOUT);
+    let records = wait_for_file_records(&conduit, &path, FIRST + SECOND).await;
+    assert_exactly_once(&records, &sent, &stream);
 }
