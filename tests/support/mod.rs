@@ -3,6 +3,7 @@
 //! * [`kinesis_local`]: a throw-away kinesis-local server (kinesis-mock) on loopback.
 //! * [`goplugin_host`]: runs the plugin binary through `.tools/bin/goplugin-host`, which
 //!   launches it with hashicorp/go-plugin exactly like Conduit v0.19.0 does.
+//! * [`conduit`]: the real Conduit binary in a temporary home (`.tools/bin/conduit`).
 //! * [`capture_server`]: a loopback HTTP/1.1 server that records requests and answers canned
 //!   responses (fake AWS endpoints).
 //! * [`wire`]: AWS CBOR bodies seen as AWS JSON (for fakes and the fault proxy).
@@ -11,6 +12,7 @@
 #![allow(dead_code)]
 
 pub mod capture_server;
+pub mod conduit;
 pub mod destination;
 pub mod fault_proxy;
 pub mod goplugin_host;
