@@ -801,7 +801,10 @@ fn write_value(out: &mut Vec<u8>, v: &prost_types::Value) {
     match &v.kind {
         None | Some(Kind::NullValue(_)) => out.extend_from_slice(b"null"),
         Some(Kind::NumberValue(n)) => write_number(out, *n),
-        Some(Kind::StringValue(s)) => write_go_string(out, s.as_bytes()),
+        Some(Kind::StringValue(s)) => match super::exact::exact_integer(s) {
+            Some(digits) => out.extend_from_slice(digits.as_bytes()),
+            None => write_go_string(out, s.as_bytes()),
+        },
         Some(Kind::BoolValue(b)) => out.extend_from_slice(if *b { b"true" } else { b"false" }),
         Some(Kind::StructValue(s)) => write_struct(out, s),
         Some(Kind::ListValue(list)) => {
@@ -1268,6 +1271,9 @@ fn write_value_schema(out: &mut Vec<u8>, v: &prost_types::Value, field: &[u8]) {
     match &v.kind {
         None | Some(Kind::NullValue(_)) => schema_open(out, "string", true),
         Some(Kind::NumberValue(n)) if n.is_finite() => schema_open(out, "double", false),
+        Some(Kind::StringValue(s)) if super::exact::exact_integer(s).is_some() => {
+            schema_open(out, "int64", false)
+        }
         Some(Kind::NumberValue(_)) | Some(Kind::StringValue(_)) => {
             schema_open(out, "string", false)
         }

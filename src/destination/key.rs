@@ -122,7 +122,7 @@ fn structured(data: Option<&crate::proto::opencdc::v1::Data>) -> Option<&prost_t
 fn value_text(value: &prost_types::Value) -> String {
     match &value.kind {
         None | Some(Kind::NullValue(_)) => String::new(),
-        Some(Kind::StringValue(s)) => s.clone(),
+        Some(Kind::StringValue(s)) => super::exact::exact_integer(s).unwrap_or(s).to_string(),
         Some(Kind::BoolValue(b)) => b.to_string(),
         Some(Kind::NumberValue(n)) => {
             if n.fract() == 0.0 && n.abs() < 9.0e15 {

@@ -2,6 +2,7 @@
 //! only failed entries, keyed and routed as configured. See [`writer`] for the pipeline.
 
 pub mod batch;
+pub mod exact;
 pub mod format;
 pub mod key;
 pub mod put;

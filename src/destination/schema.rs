@@ -46,8 +46,9 @@
 //! * Unions always unwrap to the branch value. hamba/avro leaves some unions (those with a
 //!   record/enum/fixed/array/map branch and more than two branches, outside the paths
 //!   conduit-commons' resolver fixes up) as a one-entry map `{"<type name>": value}`.
-//! * `long` values beyond ±2^53 lose precision (a protobuf `Value` number is a double; Go keeps
-//!   `int64` until it serializes). `NaN`/`±Inf` stay numbers (Go's JSON encoder fails on them).
+//! * `long` values beyond ±2^53 do not fit a protobuf `Value` number (a double); they are kept
+//!   exact (see [`super::exact`]) and written digit for digit, as Go writes its `int64`.
+//!   `NaN`/`±Inf` stay numbers (Go's JSON encoder fails on them).
 //! * Local timestamps render with `Z` (Go uses the offset of the Conduit process's zone; the same
 //!   when Conduit runs in UTC). Timestamps outside years 0–9999 (which Go's JSON encoder rejects)
 //!   stay numbers.
@@ -780,7 +781,7 @@ pub(crate) fn avro_to_proto(
         AvroValue::Boolean(b) => Kind::BoolValue(b),
         AvroValue::Int(i) => Kind::NumberValue(i.into()),
         AvroValue::Long(i) | AvroValue::TimestampNanos(i) | AvroValue::LocalTimestampNanos(i) => {
-            Kind::NumberValue(i as f64)
+            super::exact::integer_kind(i)
         }
         AvroValue::Float(f) => Kind::NumberValue(float32_as_go_json(f)),
         AvroValue::Double(f) => Kind::NumberValue(f),
@@ -1290,6 +1291,54 @@ mod tests {
         assert_eq!(float32_as_go_json(0.1), 0.1);
         assert_eq!(float32_as_go_json(3.0), 3.0);
         assert!(float32_as_go_json(f32::NAN).is_nan());
+    }
+
+    /// Conduit's generator fills `int` fields with 63-bit random numbers; a double would
+    /// round them (8340323910550179726 → 8340323910550180000).
+    #[test]
+    fn longs_beyond_two_to_the_53_stay_exact_in_every_rendering() {
+        use crate::proto::opencdc::v1::{data, Change, Data, Record};
+        let text = r#"{"type":"record","name":"r","fields":[{"name":"id","type":"long"},{"name":"min","type":"long"}]}"#;
+        let parsed = parse_schema(text.as_bytes()).unwrap();
+        let mut datum = AvroRecord::new(&parsed.schema).unwrap();
+        datum.put("id", 8_340_323_910_550_179_726i64);
+        datum.put("min", i64::MIN);
+        let bytes = apache_avro::to_avro_datum(&parsed.schema, datum).unwrap();
+        let after = decode_datum(&bytes, &parsed).unwrap();
+        let record = Record {
+            payload: Some(Change {
+                before: None,
+                after: Some(Data {
+                    data: Some(data::Data::StructuredData(after)),
+                }),
+            }),
+            ..Record::default()
+        };
+
+        let format = |name: &str| {
+            let format = crate::destination::format::RecordFormat::from_settings(name, "")
+                .unwrap()
+                .encode(&record)
+                .unwrap();
+            String::from_utf8(format).unwrap()
+        };
+        let opencdc = format("opencdc/json");
+        assert!(
+            opencdc.contains(r#""after":{"id":8340323910550179726,"min":-9223372036854775808}"#),
+            "{opencdc}"
+        );
+        let debezium = format("debezium/json");
+        assert!(
+            debezium.contains(r#""id":8340323910550179726"#)
+                && debezium.contains(r#"{"type":"int64","field":"id"}"#),
+            "{debezium}"
+        );
+        let key = crate::destination::key::fields_key(&record, &["id".to_string()]);
+        assert_eq!(key, "8340323910550179726");
+        let template =
+            crate::destination::template::RecordTemplate::compile("id-{{Payload.After.id}}")
+                .unwrap();
+        assert_eq!(template.render(&record).unwrap(), "id-8340323910550179726");
     }
 
     #[test]

@@ -185,7 +185,13 @@ pub fn proto_value_to_json(value: &prost_types::Value) -> Value {
     match &value.kind {
         None | Some(Kind::NullValue(_)) => Value::Null,
         Some(Kind::NumberValue(n)) => number_to_json(*n),
-        Some(Kind::StringValue(s)) => Value::from(s.as_str()),
+        Some(Kind::StringValue(s)) => match super::exact::exact_integer(s) {
+            Some(digits) => digits
+                .parse::<i64>()
+                .map(Value::from)
+                .unwrap_or_else(|_| Value::from(digits)),
+            None => Value::from(s.as_str()),
+        },
         Some(Kind::BoolValue(b)) => Value::from(*b),
         Some(Kind::StructValue(s)) => struct_to_json(s),
         Some(Kind::ListValue(list)) => {
