@@ -62,7 +62,7 @@ mod tests {
     #[test]
     fn only_tagged_digits_are_exact_integers() {
         assert_eq!(exact_integer("12345"), None);
-        assert_eq!(exact_integer(&format!("{TAG}")), None);
+        assert_eq!(exact_integer(TAG), None);
         assert_eq!(exact_integer(&format!("{TAG}-")), None);
         assert_eq!(exact_integer(&format!("{TAG}1,\"admin\":true")), None);
         assert_eq!(
