@@ -39,10 +39,12 @@ generate:
 
 ## bench: destination and source benchmarks (release build): throughput, CPU per record and
 ## peak RSS of the plugin against an in-process bench endpoint, a direct AWS SDK baseline and
-## kinesis-local; the source benchmark also checks flow control with a slow reader
+## kinesis-local; the source benchmark also checks flow control with a slow reader; the conduit
+## benchmark runs generator → destination in the real Conduit with this and the Go connector
 bench: setup
 	$(CARGO) bench --bench destination
 	$(CARGO) bench --bench source
+	$(CARGO) bench --bench conduit
 
 lint:
 	$(CARGO) fmt --check

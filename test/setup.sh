@@ -5,8 +5,9 @@
 #   1. kinesis-local (npm, pinned in test/kinesis-local/package-lock.json)
 #   2. .tools/bin/goplugin-host (Go; launches the plugin through hashicorp/go-plugin
 #      exactly like Conduit v0.19.0 does)
-#   3. .tools/bin/conduit v0.19.0 (best effort: skipped with one line on stderr
-#      when the Go module proxy does not serve it)
+#   3. .tools/bin/conduit v0.19.0 and .tools/bin/conduit-connector-kinesis-go (the Go
+#      connector v0.2.0, for the benchmark comparison); best effort: skipped with one line
+#      on stderr when the Go module proxy does not serve them)
 set -euo pipefail
 
 script_dir="$(cd -- "$(dirname -- "${BASH_SOURCE[0]}")" && pwd -P)"
@@ -83,28 +84,43 @@ else
   say "goplugin-host up to date"
 fi
 
-# --- 3. conduit (best effort) ------------------------------------------------
-conduit_bin="${tools_bin}/conduit"
-if [[ -x "${conduit_bin}" ]]; then
-  say "conduit present (.tools/bin/conduit)"
-else
-  install_cmd=(go install "github.com/conduitio/conduit/cmd/conduit@${conduit_version}")
+# --- 3. conduit and the Go connector (best effort) ----------------------------
+# go install MODULE@VERSION into .tools/bin/NAME; on failure one line on stderr and go on.
+go_install_best_effort() {
+  local package="$1" version="$2" name="$3" purpose="$4"
+  local target="${tools_bin}/${name}"
+  if [[ -x "${target}" ]]; then
+    say "${name} present (.tools/bin/${name})"
+    return
+  fi
+  local gobin
+  gobin="$(mktemp -d)"
+  local install_cmd=(go install "${package}@${version}")
   if command -v timeout >/dev/null 2>&1; then
     install_cmd=(timeout 900 "${install_cmd[@]}")
   fi
-  if conduit_out="$(GOBIN="${tools_bin}" GOFLAGS= "${install_cmd[@]}" 2>&1)"; then
-    say "conduit ${conduit_version} installed (.tools/bin/conduit)"
+  local out rc=0
+  out="$(GOBIN="${gobin}" GOFLAGS= "${install_cmd[@]}" 2>&1)" || rc=$?
+  if [[ "${rc}" == 0 ]]; then
+    mv -f "${gobin}/$(basename "${package}")" "${target}"
+    say "${name} ${version} installed (.tools/bin/${name})"
   else
-    rc=$?
     # go prints e.g. "go: <mod>@<ver>: reading <url>: 403 Forbidden" plus an
     # indented "server response: ..." line; fold that into one line.
-    reason="$(printf '%s\n' "${conduit_out}" | sed -e 's/^[[:space:]]*//' -e '/^$/d' | tail -n 5 | paste -sd ';' - | sed -e 's/;/; /g')"
+    local reason
+    reason="$(printf '%s\n' "${out}" | sed -e 's/^[[:space:]]*//' -e '/^$/d' | tail -n 5 | paste -sd ';' - | sed -e 's/;/; /g')"
     [[ -n "${reason}" ]] || reason="go install exited with status ${rc}"
     [[ "${rc}" != 124 ]] || reason="go install timed out"
-    printf 'conduit %s could not be installed from the Go module proxy: %s; end-to-end tests with the real Conduit will be skipped\n' \
-      "${conduit_version}" "${reason}" >&2
+    printf '%s %s could not be installed from the Go module proxy: %s; %s\n' \
+      "${package}" "${version}" "${reason}" "${purpose}" >&2
   fi
-fi
+  rm -rf "${gobin}"
+}
+
+go_install_best_effort "github.com/conduitio/conduit/cmd/conduit" "${conduit_version}" conduit \
+  "end-to-end tests with the real Conduit will be skipped"
+go_install_best_effort "github.com/conduitio-labs/conduit-connector-kinesis/cmd/connector" v0.2.0 \
+  conduit-connector-kinesis-go "the benchmark comparison with the Go connector will be skipped"
 
 # --- 4. KPL aggregation helper (Python venv) ---------------------------------
 # tests/deaggregate_kpl.rs aggregates records with PyPI's aws-kinesis-agg (an independent

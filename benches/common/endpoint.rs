@@ -1,0 +1,452 @@
+//! The bench endpoint: a minimal loopback HTTP/1.1 Kinesis server on its own thread and
+//! current-thread tokio runtime. It answers DescribeStreamSummary and ListStreams, and
+//! PutRecords in AWS JSON 1.1 (by counting `"PartitionKey"` occurrences) or AWS CBOR (by
+//! reading the `Records` array's length), without parsing or storing anything, so it costs
+//! little next to the process under test on a 2-core machine.
+
+use std::fmt::Write as _;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use super::procfs::stat_ticks;
+
+/// The stream the endpoint describes when a call names none it can read.
+pub const STREAM: &str = "bench";
+pub const REGION: &str = "us-east-1";
+
+#[derive(Default)]
+pub struct EndpointStats {
+    pub put_calls: AtomicU64,
+    pub put_entries: AtomicU64,
+    /// PutRecords request body bytes: what SigV4 hashes.
+    pub put_body_bytes: AtomicU64,
+    pub other_calls: AtomicU64,
+    pub rejected: AtomicU64,
+    pub connections: AtomicU64,
+}
+
+pub struct Endpoint {
+    pub url: String,
+    pub stats: Arc<EndpointStats>,
+    /// `/proc/<pid>/task/<tid>/stat` of the endpoint's thread.
+    thread_stat: Option<PathBuf>,
+    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Endpoint {
+    pub fn start() -> Result<Endpoint, String> {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0")
+            .map_err(|e| format!("bind 127.0.0.1:0: {e}"))?;
+        listener.set_nonblocking(true).map_err(|e| e.to_string())?;
+        let addr: SocketAddr = listener.local_addr().map_err(|e| e.to_string())?;
+        let stats = Arc::new(EndpointStats::default());
+        let (stat_tx, stat_rx) = std::sync::mpsc::channel();
+        let (shutdown_tx, shutdown_rx) = tokio::sync::oneshot::channel::<()>();
+        let thread_stats = stats.clone();
+        let thread = std::thread::Builder::new()
+            .name("bench-endpoint".into())
+            .spawn(move || {
+                let _ = stat_tx.send(
+                    std::fs::read_link("/proc/thread-self")
+                        .ok()
+                        .map(|p| Path::new("/proc").join(p).join("stat")),
+                );
+                let runtime = match tokio::runtime::Builder::new_current_thread()
+                    .enable_io()
+                    .build()
+                {
+                    Ok(rt) => rt,
+                    Err(e) => {
+                        eprintln!("bench endpoint: no runtime: {e}");
+                        return;
+                    }
+                };
+                runtime.block_on(async move {
+                    let listener = match tokio::net::TcpListener::from_std(listener) {
+                        Ok(l) => l,
+                        Err(e) => {
+                            eprintln!("bench endpoint: {e}");
+                            return;
+                        }
+                    };
+                    let mut shutdown_rx = shutdown_rx;
+                    loop {
+                        tokio::select! {
+                            _ = &mut shutdown_rx => break,
+                            accepted = listener.accept() => {
+                                let Ok((socket, _)) = accepted else { continue };
+                                let _ = socket.set_nodelay(true);
+                                let stats = thread_stats.clone();
+                                let id = stats.connections.fetch_add(1, Ordering::Relaxed);
+                                tokio::spawn(serve_connection(socket, stats, id));
+                            }
+                        }
+                    }
+                });
+                // Dropping the runtime drops the open connections' tasks.
+            })
+            .map_err(|e| format!("spawn endpoint thread: {e}"))?;
+        let thread_stat = stat_rx.recv_timeout(Duration::from_secs(5)).ok().flatten();
+        Ok(Endpoint {
+            url: format!("http://{addr}"),
+            stats,
+            thread_stat,
+            shutdown: Some(shutdown_tx),
+            thread: Some(thread),
+        })
+    }
+
+    /// CPU ticks of the endpoint thread so far.
+    pub fn ticks(&self) -> Option<u64> {
+        self.thread_stat.as_deref().and_then(stat_ticks)
+    }
+
+    /// PutRecords entries counted so far.
+    pub fn entries(&self) -> u64 {
+        self.stats.put_entries.load(Ordering::Relaxed)
+    }
+}
+
+impl Drop for Endpoint {
+    fn drop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+struct Head {
+    content_length: usize,
+    target: String,
+    /// The body is AWS CBOR (`application/x-amz-cbor-1.1`), and so is the answer.
+    cbor: bool,
+    expect_continue: bool,
+    close: bool,
+}
+
+fn find_head_end(buf: &[u8]) -> Option<usize> {
+    buf.windows(4).position(|w| w == b"\r\n\r\n")
+}
+
+fn parse_head(head: &[u8]) -> Result<Head, &'static str> {
+    let text = std::str::from_utf8(head).map_err(|_| "request head is not UTF-8")?;
+    let mut lines = text.split("\r\n");
+    let request_line = lines.next().unwrap_or("");
+    if !request_line.starts_with("POST ") {
+        return Err("only POST is served");
+    }
+    let mut parsed = Head {
+        content_length: 0,
+        target: String::new(),
+        cbor: false,
+        expect_continue: false,
+        close: false,
+    };
+    for line in lines {
+        let Some((name, value)) = line.split_once(':') else {
+            continue;
+        };
+        let (name, value) = (name.trim(), value.trim());
+        if name.eq_ignore_ascii_case("content-length") {
+            parsed.content_length = value.parse().map_err(|_| "bad Content-Length")?;
+        } else if name.eq_ignore_ascii_case("x-amz-target") {
+            parsed.target = value.to_string();
+        } else if name.eq_ignore_ascii_case("content-type") {
+            parsed.cbor = value.eq_ignore_ascii_case("application/x-amz-cbor-1.1");
+        } else if name.eq_ignore_ascii_case("transfer-encoding") {
+            return Err("chunked request bodies are not served");
+        } else if name.eq_ignore_ascii_case("expect") {
+            parsed.expect_continue = value.eq_ignore_ascii_case("100-continue");
+        } else if name.eq_ignore_ascii_case("connection") {
+            parsed.close = value.eq_ignore_ascii_case("close");
+        }
+    }
+    Ok(parsed)
+}
+
+/// First `"` in `s`, eight bytes at a time.
+fn find_quote(s: &[u8]) -> Option<usize> {
+    const LO: u64 = 0x0101_0101_0101_0101;
+    const HI: u64 = 0x8080_8080_8080_8080;
+    const QUOTES: u64 = LO * b'"' as u64;
+    let mut i = 0;
+    while i + 8 <= s.len() {
+        let mut word = [0u8; 8];
+        word.copy_from_slice(&s[i..i + 8]);
+        let v = u64::from_le_bytes(word) ^ QUOTES;
+        let zero = v.wrapping_sub(LO) & !v & HI;
+        if zero != 0 {
+            return Some(i + (zero.trailing_zeros() / 8) as usize);
+        }
+        i += 8;
+    }
+    s[i..].iter().position(|&b| b == b'"').map(|p| i + p)
+}
+
+/// Entries of a PutRecords body: occurrences of the member name `"PartitionKey"`.
+fn count_partition_keys(body: &[u8]) -> usize {
+    const NEEDLE: &[u8] = b"\"PartitionKey\"";
+    let mut count = 0;
+    let mut i = 0;
+    while let Some(q) = find_quote(&body[i..]) {
+        let at = i + q;
+        if body[at..].starts_with(NEEDLE) {
+            count += 1;
+            i = at + NEEDLE.len();
+        } else {
+            i = at + 1;
+        }
+    }
+    count
+}
+
+/// Entries of an AWS CBOR PutRecords body: the length of its `Records` array when the body
+/// starts with it (as the connector writes it), else occurrences of the text `PartitionKey`.
+fn count_cbor_entries(body: &[u8]) -> usize {
+    const RECORDS_FIRST: &[u8] = b"\xa2\x67Records";
+    if let Some(rest) = body.strip_prefix(RECORDS_FIRST) {
+        let be = |n: usize| {
+            rest.get(1..1 + n)
+                .map(|b| b.iter().fold(0usize, |acc, &x| acc << 8 | usize::from(x)))
+        };
+        let length = match rest.first().map(|&b| (b >> 5, b & 0x1f)) {
+            Some((4, info @ 0..=23)) => Some(usize::from(info)),
+            Some((4, 24)) => be(1),
+            Some((4, 25)) => be(2),
+            Some((4, 26)) => be(4),
+            _ => None,
+        };
+        if let Some(length) = length {
+            return length;
+        }
+    }
+    const NEEDLE: &[u8] = b"\x6cPartitionKey";
+    body.windows(NEEDLE.len()).filter(|w| *w == NEEDLE).count()
+}
+
+/// The CBOR PutRecords answer for `n` written entries.
+fn cbor_put_records_answer(body_buf: &mut Vec<u8>, n: usize, conn: u64, seq: &mut u64) {
+    use conduit_connector_kinesis::aws::cbor::Writer;
+    let mut sequence = String::with_capacity(56);
+    let mut writer = Writer(body_buf);
+    writer.map(2);
+    writer.text("FailedRecordCount");
+    writer.unsigned(0);
+    writer.text("Records");
+    writer.array(n);
+    for _ in 0..n {
+        *seq += 1;
+        sequence.clear();
+        let _ = write!(sequence, "4960{:04}{:048}", conn % 10_000, *seq);
+        writer.map(2);
+        writer.text("SequenceNumber");
+        writer.text(&sequence);
+        writer.text("ShardId");
+        writer.text("shardId-000000000000");
+    }
+}
+
+/// The string value of `"member":"..."` in a small JSON body (no escapes expected).
+fn json_string<'a>(body: &'a [u8], member: &str) -> Option<&'a str> {
+    let needle = format!("\"{member}\":\"");
+    let start = body
+        .windows(needle.len())
+        .position(|w| w == needle.as_bytes())?
+        + needle.len();
+    let len = find_quote(&body[start..])?;
+    std::str::from_utf8(&body[start..start + len]).ok()
+}
+
+fn respond(
+    out: &mut Vec<u8>,
+    body_buf: &mut Vec<u8>,
+    head: &Head,
+    body: &[u8],
+    stats: &EndpointStats,
+    conn: u64,
+    seq: &mut u64,
+) {
+    body_buf.clear();
+    let operation = head.target.rsplit('.').next().unwrap_or("");
+    let status = match operation {
+        "PutRecords" if head.cbor => {
+            let n = count_cbor_entries(body);
+            stats.put_calls.fetch_add(1, Ordering::Relaxed);
+            stats.put_entries.fetch_add(n as u64, Ordering::Relaxed);
+            stats
+                .put_body_bytes
+                .fetch_add(body.len() as u64, Ordering::Relaxed);
+            cbor_put_records_answer(body_buf, n, conn, seq);
+            "200 OK"
+        }
+        "PutRecords" => {
+            let n = count_partition_keys(body);
+            stats.put_calls.fetch_add(1, Ordering::Relaxed);
+            stats.put_entries.fetch_add(n as u64, Ordering::Relaxed);
+            stats
+                .put_body_bytes
+                .fetch_add(body.len() as u64, Ordering::Relaxed);
+            body_buf.extend_from_slice(b"{\"FailedRecordCount\":0,\"Records\":[");
+            for i in 0..n {
+                if i > 0 {
+                    body_buf.push(b',');
+                }
+                *seq += 1;
+                let _ = write!(
+                    VecWriter(body_buf),
+                    "{{\"SequenceNumber\":\"4960{:04}{:048}\",\"ShardId\":\"shardId-000000000000\"}}",
+                    conn % 10_000,
+                    *seq
+                );
+            }
+            body_buf.extend_from_slice(b"]}");
+            "200 OK"
+        }
+        "DescribeStreamSummary" => {
+            stats.other_calls.fetch_add(1, Ordering::Relaxed);
+            let name = json_string(body, "StreamName")
+                .or_else(|| json_string(body, "StreamARN").and_then(|arn| arn.rsplit('/').next()))
+                .unwrap_or(STREAM);
+            let _ = write!(
+                VecWriter(body_buf),
+                "{{\"StreamDescriptionSummary\":{{\"StreamName\":\"{name}\",\
+                 \"StreamARN\":\"arn:aws:kinesis:{REGION}:000000000000:stream/{name}\",\
+                 \"StreamStatus\":\"ACTIVE\",\"StreamModeDetails\":{{\"StreamMode\":\"PROVISIONED\"}},\
+                 \"RetentionPeriodHours\":24,\"StreamCreationTimestamp\":1767225600,\
+                 \"EnhancedMonitoring\":[{{\"ShardLevelMetrics\":[]}}],\"EncryptionType\":\"NONE\",\
+                 \"OpenShardCount\":1,\"ConsumerCount\":0}}}}"
+            );
+            "200 OK"
+        }
+        "ListStreams" => {
+            stats.other_calls.fetch_add(1, Ordering::Relaxed);
+            let _ = write!(
+                VecWriter(body_buf),
+                "{{\"HasMoreStreams\":false,\"StreamNames\":[\"{STREAM}\"]}}"
+            );
+            "200 OK"
+        }
+        _ => {
+            stats.rejected.fetch_add(1, Ordering::Relaxed);
+            let _ = write!(
+                VecWriter(body_buf),
+                "{{\"__type\":\"UnknownOperationException\",\"message\":\"the bench endpoint does not serve {:?}\"}}",
+                head.target
+            );
+            "400 Bad Request"
+        }
+    };
+    out.clear();
+    let content_type = if head.cbor && operation == "PutRecords" {
+        "application/x-amz-cbor-1.1"
+    } else {
+        "application/x-amz-json-1.1"
+    };
+    let _ = write!(
+        VecWriter(out),
+        "HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nx-amzn-RequestId: bench\r\n\r\n",
+        body_buf.len()
+    );
+    out.extend_from_slice(body_buf);
+}
+
+/// `fmt::Write` into a byte vector.
+struct VecWriter<'a>(&'a mut Vec<u8>);
+
+impl std::fmt::Write for VecWriter<'_> {
+    fn write_str(&mut self, s: &str) -> std::fmt::Result {
+        self.0.extend_from_slice(s.as_bytes());
+        Ok(())
+    }
+}
+
+async fn serve_connection(mut socket: TcpStream, stats: Arc<EndpointStats>, conn: u64) {
+    const MAX_HEAD: usize = 64 * 1024;
+    const MAX_BODY: usize = 64 * 1024 * 1024;
+    let mut buf = vec![0u8; 1024 * 1024];
+    let mut filled = 0usize;
+    let mut out = Vec::with_capacity(64 * 1024);
+    let mut body_buf = Vec::with_capacity(64 * 1024);
+    let mut seq = 0u64;
+    // The parsed head of the request being read: (head length incl. blank line, head).
+    let mut pending: Option<(usize, Head)> = None;
+    let mut continued = false;
+    loop {
+        // Serve every complete request in the buffer.
+        loop {
+            if pending.is_none() {
+                let Some(end) = find_head_end(&buf[..filled.min(MAX_HEAD)]) else {
+                    if filled >= MAX_HEAD {
+                        stats.rejected.fetch_add(1, Ordering::Relaxed);
+                        return;
+                    }
+                    break;
+                };
+                match parse_head(&buf[..end]) {
+                    Ok(head) if head.content_length <= MAX_BODY => pending = Some((end + 4, head)),
+                    _ => {
+                        stats.rejected.fetch_add(1, Ordering::Relaxed);
+                        let _ = socket
+                            .write_all(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+                            .await;
+                        return;
+                    }
+                }
+            }
+            let Some((head_len, head)) = &pending else {
+                break;
+            };
+            let total = head_len + head.content_length;
+            if total > buf.len() {
+                buf.resize(total.next_power_of_two(), 0);
+            }
+            if filled < total {
+                if head.expect_continue && !continued {
+                    continued = true;
+                    if socket
+                        .write_all(b"HTTP/1.1 100 Continue\r\n\r\n")
+                        .await
+                        .is_err()
+                    {
+                        return;
+                    }
+                }
+                break;
+            }
+            respond(
+                &mut out,
+                &mut body_buf,
+                head,
+                &buf[*head_len..total],
+                &stats,
+                conn,
+                &mut seq,
+            );
+            let close = head.close;
+            if socket.write_all(&out).await.is_err() || close {
+                return;
+            }
+            buf.copy_within(total..filled, 0);
+            filled -= total;
+            pending = None;
+            continued = false;
+        }
+        if filled == buf.len() {
+            buf.resize(buf.len() * 2, 0);
+        }
+        match socket.read(&mut buf[filled..]).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => filled += n,
+        }
+    }
+}
