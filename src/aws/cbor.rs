@@ -297,6 +297,89 @@ impl<'a> Reader<'a> {
     }
 }
 
+/// Reads items one after another without building a tree: for answers with an entry per
+/// record, where a tree would cost allocations per record. Containers are walked with
+/// [`Cursor::next_in`], which handles definite and indefinite lengths alike.
+pub struct Cursor<'a> {
+    reader: Reader<'a>,
+}
+
+/// Items left in a container being walked: `Some(n)` for a definite length, `None` for an
+/// indefinite one (ended by a break).
+#[derive(Debug, Clone, Copy)]
+pub struct Remaining(Option<usize>);
+
+impl<'a> Cursor<'a> {
+    pub fn new(input: &'a [u8]) -> Cursor<'a> {
+        Cursor {
+            reader: Reader { input, at: 0 },
+        }
+    }
+
+    fn container(&mut self, major: u8, what: &'static str) -> Result<Remaining, DecodeError> {
+        let initial = self.reader.byte()?;
+        if initial >> 5 != major {
+            self.reader.at -= 1;
+            return Err(self.reader.error(what));
+        }
+        match initial & 0x1f {
+            INDEFINITE => Ok(Remaining(None)),
+            info => Ok(Remaining(Some(self.reader.length(info)?))),
+        }
+    }
+
+    /// Enters a map: its entries are key, value, key, value, ...
+    pub fn map(&mut self) -> Result<Remaining, DecodeError> {
+        self.container(MAP, "expected a map")
+    }
+
+    pub fn array(&mut self) -> Result<Remaining, DecodeError> {
+        self.container(ARRAY, "expected an array")
+    }
+
+    /// Whether the container has another entry (consumes an indefinite one's break).
+    pub fn next_in(&mut self, remaining: &mut Remaining) -> bool {
+        match &mut remaining.0 {
+            Some(0) => false,
+            Some(n) => {
+                *n -= 1;
+                true
+            }
+            None => !self.reader.at_break(),
+        }
+    }
+
+    /// Whether the next item is null or undefined (then consumed).
+    pub fn null(&mut self) -> bool {
+        let is_null = matches!(self.reader.peek(), Some(0xf6 | 0xf7));
+        if is_null {
+            self.reader.at += 1;
+        }
+        is_null
+    }
+
+    /// The next item as text; `None` for any other kind (skipped).
+    pub fn text(&mut self) -> Result<Option<Cow<'a, str>>, DecodeError> {
+        match self.reader.item(0)? {
+            Value::Text(text) => Ok(Some(text)),
+            _ => Ok(None),
+        }
+    }
+
+    pub fn skip(&mut self) -> Result<(), DecodeError> {
+        self.reader.item(0).map(drop)
+    }
+
+    /// Checks that the whole input was read.
+    pub fn finish(&self) -> Result<(), DecodeError> {
+        if self.reader.at == self.reader.input.len() {
+            Ok(())
+        } else {
+            Err(self.reader.error("bytes left after the item"))
+        }
+    }
+}
+
 /// IEEE 754 binary16 to f64 (RFC 8949 appendix D).
 fn half_to_f64(half: u16) -> f64 {
     let exponent = (half >> 10) & 0x1f;
@@ -422,6 +505,38 @@ mod tests {
         }
         assert_eq!(value.get("Errors"), Some(&Value::Null));
         assert_eq!(value.get("Other"), None);
+    }
+
+    #[test]
+    fn a_cursor_walks_definite_and_indefinite_containers() {
+        // {"a": [1, "x"], "b": null} with an indefinite outer map and array.
+        for input in ["a26161820161786162f6", "bf61619f016178ff6162f6ff"] {
+            let input = unhex(input);
+            let mut cursor = Cursor::new(&input);
+            let mut map = cursor.map().unwrap();
+            let mut seen = Vec::new();
+            while cursor.next_in(&mut map) {
+                let key = cursor.text().unwrap().unwrap().into_owned();
+                if key == "a" {
+                    let mut items = cursor.array().unwrap();
+                    assert!(cursor.next_in(&mut items));
+                    assert_eq!(cursor.text().unwrap(), None, "a number is not text");
+                    assert!(cursor.next_in(&mut items));
+                    assert_eq!(cursor.text().unwrap().as_deref(), Some("x"));
+                    assert!(!cursor.next_in(&mut items));
+                } else {
+                    assert!(cursor.null());
+                }
+                seen.push(key);
+            }
+            cursor.finish().unwrap();
+            assert_eq!(seen, ["a", "b"]);
+        }
+        let input = unhex("8101");
+        let mut cursor = Cursor::new(&input);
+        assert_eq!(cursor.map().unwrap_err().reason, "expected a map");
+        assert!(cursor.array().is_ok(), "a refused head is not consumed");
+        assert!(Cursor::new(&unhex("0000")).finish().is_err());
     }
 
     #[test]

@@ -179,28 +179,43 @@ fn parse_json_response(body: &[u8]) -> Result<EntryResults, String> {
         .collect())
 }
 
+/// Walks the answer with a [`cbor::Cursor`]: only the results' `ErrorCode` and
+/// `ErrorMessage` are read, without a tree of every result.
 fn parse_cbor_response(body: &[u8]) -> Result<EntryResults, String> {
     let not_the_response =
         |why: String| format!("PutRecords answered something that is not its response: {why}");
-    let output = cbor::decode(body).map_err(|e| not_the_response(e.to_string()))?;
-    if !matches!(output, cbor::Value::Map(_)) {
-        return Err(not_the_response("not a map".into()));
-    }
-    let records = match output.get("Records") {
-        Some(cbor::Value::Array(records)) => records.as_slice(),
-        None | Some(cbor::Value::Null) => &[],
-        Some(_) => return Err(not_the_response("Records is not an array".into())),
-    };
-    records
-        .iter()
-        .map(|result| {
-            if !matches!(result, cbor::Value::Map(_)) {
-                return Err(not_the_response("a result is not a map".into()));
+    let cbor_error = |e: cbor::DecodeError| not_the_response(e.to_string());
+    let mut cursor = cbor::Cursor::new(body);
+    let mut output = cursor.map().map_err(cbor_error)?;
+    let mut results = Vec::new();
+    while cursor.next_in(&mut output) {
+        if cursor.text().map_err(cbor_error)?.as_deref() != Some("Records") {
+            cursor.skip().map_err(cbor_error)?;
+            continue;
+        }
+        if cursor.null() {
+            continue;
+        }
+        let mut records = cursor
+            .array()
+            .map_err(|_| not_the_response("Records is not an array".into()))?;
+        while cursor.next_in(&mut records) {
+            let mut fields = cursor
+                .map()
+                .map_err(|_| not_the_response("a result is not a map".into()))?;
+            let (mut code, mut message) = (None, None);
+            while cursor.next_in(&mut fields) {
+                match cursor.text().map_err(cbor_error)?.as_deref() {
+                    Some("ErrorCode") => code = cursor.text().map_err(cbor_error)?,
+                    Some("ErrorMessage") => message = cursor.text().map_err(cbor_error)?,
+                    _ => cursor.skip().map_err(cbor_error)?,
+                }
             }
-            let text = |name: &str| result.get(name).and_then(cbor::Value::as_str);
-            Ok(entry_result(text("ErrorCode"), text("ErrorMessage")))
-        })
-        .collect()
+            results.push(entry_result(code.as_deref(), message.as_deref()));
+        }
+    }
+    cursor.finish().map_err(cbor_error)?;
+    Ok(results)
 }
 
 /// A PutRecords call that failed as a whole.
