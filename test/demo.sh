@@ -75,7 +75,7 @@ pipelines:
           format.type: structured
           format.options.id: int
           format.options.customer: string
-          format.options.total: float
+          format.options.placed_at: time
           operations: create
           rate: "50"
           recordCount: "$records"
@@ -110,7 +110,8 @@ YAML
   say "starting Conduit (HTTP API on 127.0.0.1:$http)"
   (cd "$work" && exec "$root/.tools/bin/conduit" run --connectors.path "$work/connectors" \
      --pipelines.path "$work/pipelines" --db.type inmemory \
-     --api.http.address "127.0.0.1:$http" --api.grpc.address "127.0.0.1:$grpc" > "$work/conduit.log" 2>&1) &
+     --api.http.address "127.0.0.1:$http" --api.grpc.address "127.0.0.1:$grpc" \
+     --log.format json > "$work/conduit.log" 2>&1) &
   pids+=($!)
   for _ in $(seq 1 120); do
     sent=$("$bin" consume "$stream" --endpoint-url "$endpoint" --mode polling --duration 1s 2>/dev/null | wc -l || true)
@@ -119,6 +120,11 @@ YAML
     [[ "$received" -ge "$records" ]] && break
     sleep 2
   done
+  if [[ "$received" -lt "$records" ]]; then
+    say "only $received of $records records arrived; Conduit's errors:"
+    grep -E '"level":"error"|ERR' "$work/conduit.log" | head -n 5 | cut -c1-400 >&2 || true
+    exit 1
+  fi
   say "first records in $work/out.jsonl:"
   show_records "$work/out.jsonl"
 else
