@@ -25,6 +25,7 @@ use std::process::{Child, Command, ExitCode, Stdio};
 use std::time::{Duration, Instant};
 
 use common::endpoint::{Endpoint, REGION, STREAM};
+use common::env_u64;
 use common::procfs::{clock_ticks, proc_ticks, vm_hwm_kib};
 
 const PLUGIN_BINARY: &str = env!("CARGO_BIN_EXE_conduit-connector-kinesis");
@@ -42,13 +43,6 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
-}
-
-fn env_u64(name: &str, default: u64) -> u64 {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or(default)
 }
 
 fn repo_root() -> PathBuf {

@@ -30,8 +30,8 @@
 #[path = "common/mod.rs"]
 mod common;
 use common::endpoint::{Endpoint, REGION, STREAM};
-use common::pin;
 use common::procfs::{clock_ticks, proc_ticks, stat_ticks, vm_hwm_kib};
+use common::{env_u64, pin};
 
 use std::collections::{HashMap, VecDeque};
 use std::io::{BufRead, BufReader, Read};
@@ -90,13 +90,6 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
-}
-
-fn env_u64(name: &str, default: u64) -> u64 {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or(default)
 }
 
 fn env_flag(name: &str) -> bool {

@@ -42,7 +42,7 @@
 
 #[path = "common/mod.rs"]
 mod common;
-use common::pin;
+use common::{env_u64, pin};
 
 use std::collections::{HashMap, HashSet};
 use std::fmt::Write as _;
@@ -109,13 +109,6 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
-}
-
-fn env_u64(name: &str, default: u64) -> u64 {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or(default)
 }
 
 fn env_flag(name: &str) -> bool {

@@ -8,6 +8,15 @@ pub mod procfs;
 
 use std::process::{Command, Stdio};
 
+/// A whole-number setting from the environment, `default` when unset or not a number.
+#[allow(dead_code)]
+pub fn env_u64(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(default)
+}
+
 /// Pins every thread of a process to the CPUs of `mask` (hex) with `taskset -a -p`.
 #[allow(dead_code)]
 pub fn pin(pid: u32, mask: &str) -> Result<(), String> {

@@ -376,6 +376,18 @@ mod tests {
         assert!(parsed.get("StreamName").is_none());
     }
 
+    /// The results of the response fixtures: the second of three entries throttled.
+    fn second_of_three_throttled() -> EntryResults {
+        vec![
+            None,
+            Some(EntryFailure {
+                code: "ProvisionedThroughputExceededException".into(),
+                message: "Rate exceeded for shard".into(),
+            }),
+            None,
+        ]
+    }
+
     #[test]
     fn response_results_line_up_with_entries() {
         let body = br#"{"FailedRecordCount":1,"Records":[
@@ -384,17 +396,7 @@ mod tests {
             {"SequenceNumber":"2","ShardId":"shardId-000000000001","ErrorCode":""}
         ],"EncryptionType":"NONE"}"#;
         let results = parse_response(Protocol::Json, body, 3).unwrap();
-        assert_eq!(
-            results,
-            vec![
-                None,
-                Some(EntryFailure {
-                    code: "ProvisionedThroughputExceededException".into(),
-                    message: "Rate exceeded for shard".into()
-                }),
-                None
-            ]
-        );
+        assert_eq!(results, second_of_three_throttled());
         let error = parse_response(Protocol::Json, body, 4).unwrap_err();
         assert!(error.contains("3 results for 4 entries"), "{error}");
         assert!(parse_response(Protocol::Json, b"<html>", 1).is_err());
@@ -515,17 +517,7 @@ mod tests {
         ]);
         let body = ciborium_bytes(&response);
         let results = parse_response(Protocol::Cbor, &body, 3).unwrap();
-        assert_eq!(
-            results,
-            vec![
-                None,
-                Some(EntryFailure {
-                    code: "ProvisionedThroughputExceededException".into(),
-                    message: "Rate exceeded for shard".into()
-                }),
-                None
-            ]
-        );
+        assert_eq!(results, second_of_three_throttled());
         let error = parse_response(Protocol::Cbor, &body, 2).unwrap_err();
         assert!(error.contains("3 results for 2 entries"), "{error}");
         for bad in [
