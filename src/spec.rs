@@ -399,8 +399,8 @@ fn destination_write_params() -> Vec<Param> {
             PROTOCOL,
             ParamType::String,
             "Encoding of PutRecords calls: `cbor` (AWS's binary protocol for Kinesis, the AWS SDK for \
-             Java's default: record data travels as raw bytes, so a call is about half the size of its \
-             JSON form, and half the bytes to send and sign) or `json` (AWS JSON 1.1, data as base64), \
+             Java's default: record data travels as raw bytes instead of base64, so a call has about a \
+             quarter fewer bytes to send and sign) or `json` (AWS JSON 1.1, data as base64), \
              for a Kinesis-compatible server that does not accept CBOR.",
         )
         .default("cbor")
