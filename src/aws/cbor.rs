@@ -1,8 +1,8 @@
 //! The subset of CBOR (RFC 8949) that AWS's CBOR protocol for Kinesis uses
 //! (`application/x-amz-cbor-1.1`, the encoding the AWS SDK for Java picks for Kinesis).
 //!
-//! Blobs travel as CBOR byte strings instead of base64 text, so a PutRecords body is about
-//! half the size of its AWS JSON 1.1 form: half the bytes to write, send and hash for SigV4.
+//! Blobs travel as CBOR byte strings instead of base64 text, so a PutRecords body has about a
+//! quarter fewer bytes than its AWS JSON 1.1 form to write, send and hash for SigV4.
 //!
 //! The writer emits definite lengths in their shortest form; the reader accepts any
 //! well-formed item (indefinite lengths, tags, floats, simple values), so that answers from
