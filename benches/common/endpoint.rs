@@ -256,6 +256,24 @@ fn cbor_put_records_answer(body_buf: &mut Vec<u8>, n: usize, conn: u64, seq: &mu
     }
 }
 
+/// The JSON PutRecords answer for `n` written entries.
+fn json_put_records_answer(body_buf: &mut Vec<u8>, n: usize, conn: u64, seq: &mut u64) {
+    body_buf.extend_from_slice(b"{\"FailedRecordCount\":0,\"Records\":[");
+    for i in 0..n {
+        if i > 0 {
+            body_buf.push(b',');
+        }
+        *seq += 1;
+        let _ = write!(
+            VecWriter(body_buf),
+            "{{\"SequenceNumber\":\"4960{:04}{:048}\",\"ShardId\":\"shardId-000000000000\"}}",
+            conn % 10_000,
+            *seq
+        );
+    }
+    body_buf.extend_from_slice(b"]}");
+}
+
 /// The string value of `"member":"..."` in a small JSON body (no escapes expected).
 fn json_string<'a>(body: &'a [u8], member: &str) -> Option<&'a str> {
     let needle = format!("\"{member}\":\"");
@@ -279,37 +297,22 @@ fn respond(
     body_buf.clear();
     let operation = head.target.rsplit('.').next().unwrap_or("");
     let status = match operation {
-        "PutRecords" if head.cbor => {
-            let n = count_cbor_entries(body);
-            stats.put_calls.fetch_add(1, Ordering::Relaxed);
-            stats.put_entries.fetch_add(n as u64, Ordering::Relaxed);
-            stats
-                .put_body_bytes
-                .fetch_add(body.len() as u64, Ordering::Relaxed);
-            cbor_put_records_answer(body_buf, n, conn, seq);
-            "200 OK"
-        }
         "PutRecords" => {
-            let n = count_partition_keys(body);
+            let n = if head.cbor {
+                count_cbor_entries(body)
+            } else {
+                count_partition_keys(body)
+            };
             stats.put_calls.fetch_add(1, Ordering::Relaxed);
             stats.put_entries.fetch_add(n as u64, Ordering::Relaxed);
             stats
                 .put_body_bytes
                 .fetch_add(body.len() as u64, Ordering::Relaxed);
-            body_buf.extend_from_slice(b"{\"FailedRecordCount\":0,\"Records\":[");
-            for i in 0..n {
-                if i > 0 {
-                    body_buf.push(b',');
-                }
-                *seq += 1;
-                let _ = write!(
-                    VecWriter(body_buf),
-                    "{{\"SequenceNumber\":\"4960{:04}{:048}\",\"ShardId\":\"shardId-000000000000\"}}",
-                    conn % 10_000,
-                    *seq
-                );
+            if head.cbor {
+                cbor_put_records_answer(body_buf, n, conn, seq);
+            } else {
+                json_put_records_answer(body_buf, n, conn, seq);
             }
-            body_buf.extend_from_slice(b"]}");
             "200 OK"
         }
         "DescribeStreamSummary" => {

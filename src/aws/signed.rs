@@ -50,10 +50,9 @@ pub enum HttpVersions {
 
 /// How a call's input and output are encoded. Both are AWS's protocols for Kinesis, with the
 /// same members; CBOR carries blobs as raw bytes instead of base64 text.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Protocol {
     /// AWS JSON 1.1.
-    #[default]
     Json,
     /// AWS CBOR 1.1 (RFC 8949 items, see [`super::cbor`]).
     Cbor,
