@@ -14,8 +14,9 @@ use conduit_connector_kinesis::{plugin, spec};
 const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
 /// Freed pages go back to the OS after this long instead of mimalloc v3's default 1 s: the
 /// destination frees its record buffers in bursts (a whole call's worth at each answer), and
-/// the bench (`make bench`) showed peak RSS of 61-81 MiB with 1 s and 47-56 MiB with 100 ms,
-/// for 3-5% more CPU per record.
+/// the bench (`make bench`, `MIMALLOC_PURGE_DELAY=1000` against the default) showed peak RSS
+/// of 61-81 MiB with 1 s and 46-56 MiB with 100 ms; CPU per record differed by less than the
+/// run-to-run spread.
 const PURGE_DELAY_MS: std::ffi::c_long = 100;
 
 /// Sets the allocator's purge delay unless `MIMALLOC_PURGE_DELAY` chose one.

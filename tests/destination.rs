@@ -303,7 +303,9 @@ async fn open_reports_a_missing_stream_and_go_templates_fail_configure() {
 }
 
 /// AWS CBOR (the default) and AWS JSON calls store the same bytes: every byte value in the
-/// data, multi-byte partition keys, large and empty-ish records.
+/// data, multi-byte partition keys, large and empty-ish records. kinesis-local cannot show
+/// which encoding arrived; that `protocol` selects the body's encoding and content type is
+/// checked in tests/put_records_requests.rs.
 #[tokio::test]
 async fn cbor_and_json_protocols_store_the_same_records() {
     let kl = KinesisLocal::start().await;
