@@ -103,7 +103,7 @@ fn env_flag(name: &str) -> bool {
 /// record (the default partition key), and the metadata a Conduit source record carries.
 struct RecordGen {
     payloads: Vec<Vec<u8>>,
-    metadata: std::collections::BTreeMap<String, String>,
+    metadata: conduit_connector_kinesis::plugin::Metadata,
 }
 
 fn mix(mut x: u64) -> u64 {
@@ -199,7 +199,19 @@ struct PluginProcess {
 
 impl PluginProcess {
     async fn start() -> Result<PluginProcess, String> {
-        let mut child = Command::new(PLUGIN_BINARY)
+        // BENCH_PLUGIN_WRAPPER (e.g. `valgrind --tool=callgrind`) runs the plugin under a
+        // profiler; its rates are then the profiler's, not the plugin's.
+        let wrapper = std::env::var("BENCH_PLUGIN_WRAPPER").unwrap_or_default();
+        let mut words = wrapper.split_whitespace();
+        let mut command = match words.next() {
+            Some(program) => {
+                let mut command = Command::new(program);
+                command.args(words).arg(PLUGIN_BINARY);
+                command
+            }
+            None => Command::new(PLUGIN_BINARY),
+        };
+        let mut child = command
             .env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())
             .env(
@@ -207,8 +219,12 @@ impl PluginProcess {
                 std::env::var("HOME").unwrap_or_else(|_| "/nonexistent".into()),
             )
             .envs(run_env())
-            // Allocator tuning experiments (MIMALLOC_PURGE_DELAY=0, ...) reach the plugin.
-            .envs(std::env::vars().filter(|(k, _)| k.starts_with("MIMALLOC_")))
+            // Allocator and runtime experiments (MIMALLOC_PURGE_DELAY=0, TOKIO_WORKER_THREADS=1,
+            // ...) reach the plugin.
+            .envs(
+                std::env::vars()
+                    .filter(|(k, _)| k.starts_with("MIMALLOC_") || k == "TOKIO_WORKER_THREADS"),
+            )
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -238,8 +254,8 @@ impl PluginProcess {
             while matches!(reader.read(&mut chunk), Ok(n) if n > 0) {}
         });
         let line = line_rx
-            .recv_timeout(Duration::from_secs(10))
-            .map_err(|_| "the plugin printed no handshake line within 10 s".to_string())?;
+            .recv_timeout(Duration::from_secs(60))
+            .map_err(|_| "the plugin printed no handshake line within 60 s".to_string())?;
         let parts: Vec<&str> = line.trim().split('|').collect();
         if parts.len() < 5 || parts[..3] != ["1", "2", "tcp"] || !parts[3].starts_with("127.0.0.1:")
         {

@@ -936,7 +936,7 @@ impl Checker {
     }
 
     fn check(&mut self, record: &Record, problems: &mut Problems) {
-        let meta = |k: &str| record.metadata.get(k).map(String::as_str).unwrap_or("");
+        let meta = |k: &str| record.metadata.get(k).unwrap_or("");
         let payload_len = record
             .payload
             .as_ref()

@@ -135,8 +135,7 @@ async fn routes_by_collection_and_by_template_and_creates_streams() {
     let mut records = Vec::new();
     for (i, collection) in [&orders, &users, &orders].into_iter().enumerate() {
         let mut r = raw_record(&format!("p{i}"), "k", format!("to-{collection}").as_bytes());
-        r.metadata
-            .insert("opencdc.collection".into(), collection.clone());
+        r.metadata.insert("opencdc.collection", collection.clone());
         records.push(r);
     }
     let mut orphan = raw_record("p3", "k", b"nowhere");
@@ -175,9 +174,9 @@ async fn routes_by_collection_and_by_template_and_creates_streams() {
     ))
     .await;
     let mut a = raw_record("t1", "k", b"templated");
-    a.metadata.insert("region".into(), "eu".into());
+    a.metadata.insert("region", "eu");
     let mut b = raw_record("t2", "k", b"missing");
-    b.metadata.insert("region".into(), "us".into());
+    b.metadata.insert("region", "us");
     dest.send_each(&[a, b]).await;
     let acks = dest.acks(2).await;
     assert_eq!(acks[0].error, "");

@@ -62,9 +62,9 @@ async fn records_survive_a_round_trip_through_a_stream() {
     source.teardown().await;
 
     // Shards interleave; compare by the original position carried in the payload's record.
-    received.sort_by_key(|r| r.metadata["trace"].clone());
+    received.sort_by_key(|r| r.metadata["trace"].to_string());
     let mut expected = originals.clone();
-    expected.sort_by_key(|r| r.metadata["trace"].clone());
+    expected.sort_by_key(|r| r.metadata["trace"].to_string());
     for (got, want) in received.iter().zip(&expected) {
         assert_ne!(
             got.position, want.position,

@@ -452,7 +452,7 @@ fn source_record(i: usize) -> Record {
     Record {
         position: format!("pos-{i}").into_bytes(),
         operation: Operation::Snapshot as i32,
-        metadata: std::collections::BTreeMap::from([
+        metadata: conduit_connector_kinesis::plugin::Metadata::from([
             ("opencdc.collection".to_string(), "orders".to_string()),
             ("empty".to_string(), String::new()),
         ]),
@@ -613,7 +613,7 @@ async fn source_run_success_delivers_records_in_order_and_acks_reach_the_source(
         assert_eq!(response.records.len(), 1, "one record per read");
         let got = &response.records[0];
         assert_eq!(got, want);
-        assert_eq!(got.metadata.get("empty").map(String::as_str), Some(""));
+        assert_eq!(got.metadata.get("empty"), Some(""));
         assert!(got.payload.as_ref().unwrap().before.is_none());
     }
 
@@ -933,7 +933,7 @@ async fn destination_run_success_round_trips_the_record() {
     let record = Record {
         position: p("pos-update"),
         operation: Operation::Update as i32,
-        metadata: std::collections::BTreeMap::from([
+        metadata: conduit_connector_kinesis::plugin::Metadata::from([
             ("opencdc.version".to_string(), "v1".to_string()),
             ("empty".to_string(), String::new()),
         ]),

@@ -236,7 +236,7 @@ fn encoded_record(id: i64) -> Record {
     Record {
         position: format!("pos-{id}").into_bytes(),
         operation: Operation::Create as i32,
-        metadata,
+        metadata: metadata.into(),
         key: raw(key_datum(id)),
         payload: Some(Change {
             before: raw(Vec::new()),
@@ -395,10 +395,9 @@ async fn unknown_subject_or_version_names_them() {
     let decoder = fake.decoder(true, true);
 
     let mut record = encoded_record(1);
-    record.metadata.insert(
-        "opencdc.payload.schema.subject".into(),
-        "nope.payload".into(),
-    );
+    record
+        .metadata
+        .insert("opencdc.payload.schema.subject", "nope.payload");
     let err = decoder.decode(&mut record).await.unwrap_err();
     assert!(
         matches!(err, SchemaError::SubjectNotFound { .. }),
@@ -414,9 +413,7 @@ async fn unknown_subject_or_version_names_them() {
     );
 
     let mut record = encoded_record(1);
-    record
-        .metadata
-        .insert("opencdc.key.schema.version".into(), "4".into());
+    record.metadata.insert("opencdc.key.schema.version", "4");
     let err = decoder.decode(&mut record).await.unwrap_err();
     assert!(
         matches!(err, SchemaError::VersionNotFound { .. }),
@@ -435,7 +432,7 @@ async fn unknown_subject_or_version_names_them() {
     let mut record = encoded_record(1);
     record
         .metadata
-        .insert("opencdc.payload.schema.version".into(), "one".into());
+        .insert("opencdc.payload.schema.version", "one");
     let err = decoder.decode(&mut record).await.unwrap_err();
     assert!(matches!(err, SchemaError::InvalidVersion { .. }), "{err:?}");
     assert!(err.to_string().contains("\"one\""));
@@ -448,7 +445,7 @@ async fn failures_are_not_cached() {
     let mut record = encoded_record(1);
     record
         .metadata
-        .insert("opencdc.payload.schema.version".into(), "2".into());
+        .insert("opencdc.payload.schema.version", "2");
     assert!(decoder.decode(&mut record.clone()).await.is_err());
     fake.service.register("orders.payload", 2, PAYLOAD_SCHEMA);
     decoder.decode(&mut record).await.unwrap();

@@ -101,7 +101,7 @@ async fn reads_all_shards_then_resumes_exactly(mode: &str) {
     assert_eq!(payloads.len(), 60, "duplicates in the first read");
     let shards: HashSet<&str> = first
         .iter()
-        .map(|r| r.metadata["kinesis.shardId"].as_str())
+        .map(|r| &r.metadata["kinesis.shardId"])
         .collect();
     assert!(shards.len() > 1, "records came from {shards:?} only");
     for r in &first {
@@ -501,7 +501,7 @@ async fn kpl_aggregated_records_come_out_as_user_records_and_resume_inside_an_ag
     // Conduit acked up to the middle of an aggregate; a restart continues inside it.
     let middle = records
         .iter()
-        .position(|r| r.metadata["kinesis.subSequenceNumber"] == "1")
+        .position(|r| &r.metadata["kinesis.subSequenceNumber"] == "1")
         .expect("an aggregate with at least two user records");
     let acked = records[middle].position.clone();
     source.teardown().await;

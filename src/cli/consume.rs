@@ -212,7 +212,7 @@ enum Stop {
 
 /// The JSON line for a record the engine returned.
 fn record_line(record: &Record) -> String {
-    let meta = |key: &str| record.metadata.get(key).map(String::as_str).unwrap_or("");
+    let meta = |key: &str| record.metadata.get(key).unwrap_or("");
     let mut line = JsonLine::new()
         .string("shard", meta(META_SHARD))
         .string("sequence", meta(META_SEQUENCE));
@@ -338,7 +338,7 @@ async fn consume(options: Options) -> ExitCode {
             printed += 1;
             if let Some(shard) = record.metadata.get(META_SHARD) {
                 if !shards.contains(shard) {
-                    shards.insert(shard.clone());
+                    shards.insert(shard.to_string());
                 }
             }
         }

@@ -581,18 +581,26 @@ fn exit_status(tally: &Tally, failed: u64) -> ExitCode {
 }
 
 /// Awaits one outcome and counts it.
-async fn settle(receiver: oneshot::Receiver<WriteOutcome>, counters: &Counters) {
+/// Counts (and reports) the outcomes of `count` records submitted together.
+async fn settle(count: usize, receiver: oneshot::Receiver<Vec<WriteOutcome>>, counters: &Counters) {
     match receiver.await {
-        Ok(Ok(())) => {
-            counters.done.fetch_add(1, Ordering::Relaxed);
-        }
-        Ok(Err(e)) => {
-            counters.failed.fetch_add(1, Ordering::Relaxed);
-            eprintln!("error: {e}");
+        Ok(outcomes) => {
+            for outcome in outcomes {
+                match outcome {
+                    Ok(()) => counters.done.fetch_add(1, Ordering::Relaxed),
+                    Err(e) => {
+                        eprintln!("error: {e}");
+                        counters.failed.fetch_add(1, Ordering::Relaxed)
+                    }
+                };
+            }
         }
         Err(_) => {
-            counters.failed.fetch_add(1, Ordering::Relaxed);
-            eprintln!("error: the writer stopped before a record was written");
+            counters.failed.fetch_add(count as u64, Ordering::Relaxed);
+            eprintln!(
+                "error: the writer stopped before {count} record{} were written",
+                plural(count as u64)
+            );
         }
     }
 }
@@ -630,14 +638,16 @@ async fn send(
         |sent, failed, rate| format!("produce: {sent} sent, {failed} failed, {}", rate_text(rate)),
     );
     // Outcomes are awaited in order by their own task, so counts and errors show up as soon
-    // as they are known; at most MAX_IN_FLIGHT are outstanding (reading waits beyond that).
+    // as they are known; at most MAX_IN_FLIGHT records are outstanding (reading waits beyond
+    // that), in chunks of at most batch_size.
+    type Outcomes = (usize, oneshot::Receiver<Vec<WriteOutcome>>);
     let (outcomes_tx, mut outcomes) =
-        mpsc::channel::<oneshot::Receiver<WriteOutcome>>(MAX_IN_FLIGHT);
+        mpsc::channel::<Outcomes>((MAX_IN_FLIGHT / batch_size.max(1)).max(1));
     let settler = {
         let counters = counters.clone();
         tokio::spawn(async move {
-            while let Some(outcome) = outcomes.recv().await {
-                settle(outcome, &counters).await;
+            while let Some((count, outcome)) = outcomes.recv().await {
+                settle(count, outcome, &counters).await;
             }
         })
     };
@@ -674,13 +684,13 @@ async fn send(
             }
         };
         if !chunk.is_empty() && (last || chunk.len() >= batch_size || items.is_empty()) {
-            for outcome in writer.submit(std::mem::take(&mut chunk)) {
-                submitted += 1;
-                tokio::select! {
-                    biased;
-                    _ = &mut interrupt => { tally.interrupted = true; break 'reading; }
-                    _ = outcomes_tx.send(outcome) => {}
-                }
+            let count = chunk.len();
+            let outcome = writer.submit(std::mem::take(&mut chunk));
+            submitted += count as u64;
+            tokio::select! {
+                biased;
+                _ = &mut interrupt => { tally.interrupted = true; break 'reading; }
+                _ = outcomes_tx.send((count, outcome)) => {}
             }
         }
         if last {

@@ -381,26 +381,38 @@ fn write_metadata(out: &mut Vec<u8>, metadata: &Metadata) {
         out.extend_from_slice(b"null");
         return;
     }
-    out.push(b'{');
-    for (i, (k, v)) in sorted_metadata(metadata).into_iter().enumerate() {
-        if i > 0 {
-            out.push(b',');
+    let write_entries = |out: &mut Vec<u8>, entries: &mut dyn Iterator<Item = (&str, &str)>| {
+        out.push(b'{');
+        for (i, (k, v)) in entries.enumerate() {
+            if i > 0 {
+                out.push(b',');
+            }
+            write_go_string(out, k.as_bytes());
+            out.push(b':');
+            write_go_string(out, v.as_bytes());
         }
-        write_go_string(out, k.as_bytes());
-        out.push(b':');
-        write_go_string(out, v.as_bytes());
+        out.push(b'}');
+    };
+    if in_go_order(metadata) {
+        write_entries(out, &mut metadata.iter());
+    } else {
+        write_entries(out, &mut sorted_metadata(metadata).into_iter());
     }
-    out.push(b'}');
 }
 
 /// Record metadata, ordered by raw key.
-type Metadata = std::collections::BTreeMap<String, String>;
+type Metadata = crate::plugin::Metadata;
 
-/// Metadata entries in goccy's order: the map's own order unless a key sorts differently
-/// once encoded (the usual `opencdc.*` / `conduit.*` keys never do).
-fn sorted_metadata(metadata: &Metadata) -> Vec<(&String, &String)> {
-    let mut entries: Vec<(&String, &String)> = metadata.iter().collect();
-    if !metadata.keys().all(|k| plain_key(k.as_bytes())) {
+/// Whether the metadata's own order is goccy's: no key sorts differently once encoded (the
+/// usual `opencdc.*` / `conduit.*` keys never do).
+fn in_go_order(metadata: &Metadata) -> bool {
+    metadata.keys().all(|k| plain_key(k.as_bytes()))
+}
+
+/// Metadata entries in goccy's order.
+fn sorted_metadata(metadata: &Metadata) -> Vec<(&str, &str)> {
+    let mut entries: Vec<(&str, &str)> = metadata.iter().collect();
+    if !in_go_order(metadata) {
         go_sort(&mut entries, |e| e.0.as_bytes());
     }
     entries

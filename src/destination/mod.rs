@@ -147,15 +147,12 @@ impl Destination for KinesisDestination {
                 ])
             });
         };
-        let receivers = writer.submit(records);
+        let count = records.len();
+        let outcomes = writer.submit(records);
         Box::pin(async move {
-            let mut outcomes = Vec::with_capacity(receivers.len());
-            for receiver in receivers {
-                outcomes.push(receiver.await.unwrap_or_else(|_| {
-                    Err("the destination stopped before writing the record".into())
-                }));
-            }
-            Ok(outcomes)
+            Ok(outcomes.await.unwrap_or_else(|_| {
+                vec![Err("the destination stopped before writing the record".into()); count]
+            }))
         })
     }
 

@@ -435,7 +435,7 @@ impl SchemaDecoder {
             Some(v) => Some(v.parse::<i32>().map_err(|_| SchemaError::InvalidVersion {
                 part,
                 key: version_key,
-                value: v.clone(),
+                value: v.to_string(),
             })?),
             None => None,
         };
@@ -469,7 +469,7 @@ impl SchemaDecoder {
             let structure = decode_datum(bytes, &schema).map_err(|reason| SchemaError::Decode {
                 part,
                 field,
-                subject: subject.clone(),
+                subject: subject.to_string(),
                 version,
                 reason,
             })?;

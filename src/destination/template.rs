@@ -130,7 +130,7 @@ pub fn record_context(record: &Record) -> Value {
     let metadata: Map<String, Value> = record
         .metadata
         .iter()
-        .map(|(k, v)| (k.clone(), Value::from(v.as_str())))
+        .map(|(k, v)| (k.to_string(), Value::from(v)))
         .collect();
     let mut context = Map::new();
     context.insert(

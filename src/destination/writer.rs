@@ -72,7 +72,7 @@ struct Entry {
     hash_key: Option<String>,
     data: Vec<u8>,
     position: Vec<u8>,
-    outcome: oneshot::Sender<WriteOutcome>,
+    outcome: OutcomeSlot,
 }
 
 impl BatchEntry for Entry {
@@ -95,14 +95,99 @@ impl BatchEntry for Entry {
 
 impl Entry {
     fn resolve(self, outcome: WriteOutcome) {
-        // The receiver is gone only when the pipeline was torn down; nothing to tell then.
-        let _ = self.outcome.send(outcome);
+        self.outcome.resolve(outcome);
     }
 }
 
 struct Group {
     records: Vec<Record>,
-    outcomes: Vec<oneshot::Sender<WriteOutcome>>,
+    outcomes: Vec<OutcomeSlot>,
+}
+
+/// The outcomes of one handed-over group, filled in by the lanes in any order and sent on
+/// when the last is in: one channel per group rather than one per record.
+struct GroupOutcomes {
+    state: StdMutex<GroupState>,
+}
+
+struct GroupState {
+    outcomes: Vec<Option<WriteOutcome>>,
+    missing: usize,
+    done: Option<oneshot::Sender<Vec<WriteOutcome>>>,
+}
+
+impl GroupOutcomes {
+    /// One slot per record and the receiver of all their outcomes, in record order.
+    fn open(records: usize) -> (Vec<OutcomeSlot>, oneshot::Receiver<Vec<WriteOutcome>>) {
+        let (done, receiver) = oneshot::channel();
+        let group = Arc::new(GroupOutcomes {
+            state: StdMutex::new(GroupState {
+                outcomes: (0..records).map(|_| None).collect(),
+                missing: records,
+                done: Some(done),
+            }),
+        });
+        if records == 0 {
+            group.finish(&mut group.lock());
+        }
+        let slots = (0..records)
+            .map(|index| OutcomeSlot {
+                group: Some(group.clone()),
+                index,
+            })
+            .collect();
+        (slots, receiver)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, GroupState> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn finish(&self, state: &mut GroupState) {
+        let outcomes = std::mem::take(&mut state.outcomes)
+            .into_iter()
+            .map(|o| o.expect("every outcome is in"))
+            .collect();
+        if let Some(done) = state.done.take() {
+            // The receiver is gone only when the pipeline was torn down; nothing to tell then.
+            let _ = done.send(outcomes);
+        }
+    }
+}
+
+/// Where one record's outcome goes. Dropped without an outcome (the writer stopped), it
+/// reports that the record was not written, so its group still completes.
+struct OutcomeSlot {
+    group: Option<Arc<GroupOutcomes>>,
+    index: usize,
+}
+
+impl OutcomeSlot {
+    fn resolve(mut self, outcome: WriteOutcome) {
+        self.fill(outcome);
+    }
+
+    fn fill(&mut self, outcome: WriteOutcome) {
+        let Some(group) = self.group.take() else {
+            return;
+        };
+        let mut state = group.lock();
+        if state.outcomes[self.index].is_none() {
+            state.outcomes[self.index] = Some(outcome);
+            state.missing -= 1;
+            if state.missing == 0 {
+                group.finish(&mut state);
+            }
+        }
+    }
+}
+
+impl Drop for OutcomeSlot {
+    fn drop(&mut self) {
+        self.fill(Err(
+            "the destination stopped before writing the record".into()
+        ));
+    }
 }
 
 /// The running writer. Dropping it stops the tasks.
@@ -183,18 +268,18 @@ impl Writer {
         }
     }
 
-    /// Hands records over (in call order) and returns receivers for their outcomes.
-    pub fn submit(&self, records: Vec<Record>) -> Vec<oneshot::Receiver<WriteOutcome>> {
-        let (outcomes, receivers): (Vec<_>, Vec<_>) =
-            records.iter().map(|_| oneshot::channel()).unzip();
+    /// Hands records over (in call order) and returns the receiver of their outcomes, one
+    /// per record in the same order, sent once all are known.
+    pub fn submit(&self, records: Vec<Record>) -> oneshot::Receiver<Vec<WriteOutcome>> {
+        let (outcomes, receiver) = GroupOutcomes::open(records.len());
         self.backlog.add(records.len());
         if let Err(mpsc::error::SendError(group)) = self.groups.send(Group { records, outcomes }) {
             self.backlog.remove(group.records.len());
             for outcome in group.outcomes {
-                let _ = outcome.send(Err("the destination is shutting down".into()));
+                outcome.resolve(Err("the destination is shutting down".into()));
             }
         }
-        receivers
+        receiver
     }
 }
 
@@ -305,7 +390,7 @@ async fn prepare_loop(
         for (mut record, outcome) in group.records.into_iter().zip(group.outcomes) {
             if let Some(decoder) = &config.decoder {
                 if let Err(e) = decoder.decode(&mut record).await {
-                    let _ = outcome.send(Err(format!(
+                    outcome.resolve(Err(format!(
                         "record at position {}: {e}",
                         describe_position(&record.position)
                     )));
@@ -331,7 +416,7 @@ async fn prepare_loop(
                     }
                 }
                 Err(reason) => {
-                    let _ = outcome.send(Err(format!(
+                    outcome.resolve(Err(format!(
                         "record at position {}: {reason}",
                         describe_position(&record.position)
                     )));
@@ -411,11 +496,7 @@ fn prepare(
             (Arc::new(stream), key)
         }
         StreamTarget::Collection => {
-            let name = record
-                .metadata
-                .get(COLLECTION)
-                .map(String::as_str)
-                .unwrap_or("");
+            let name = record.metadata.get(COLLECTION).unwrap_or("");
             if name.is_empty() {
                 return Err(
                     "the record has no opencdc.collection metadata and neither streamName nor \
@@ -882,6 +963,42 @@ impl PutEntry for Entry {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn group_outcomes_arrive_in_record_order_once_all_are_in() {
+        let (mut slots, mut receiver) = GroupOutcomes::open(3);
+        let third = slots.pop().unwrap();
+        let second = slots.pop().unwrap();
+        let first = slots.pop().unwrap();
+        third.resolve(Err("three".into()));
+        first.resolve(Ok(()));
+        assert!(receiver.try_recv().is_err(), "one outcome is still missing");
+        second.resolve(Ok(()));
+        assert_eq!(
+            receiver.try_recv().unwrap(),
+            vec![Ok(()), Ok(()), Err("three".to_string())]
+        );
+    }
+
+    #[test]
+    fn a_dropped_slot_reports_its_record_as_not_written() {
+        let (mut slots, mut receiver) = GroupOutcomes::open(2);
+        slots.remove(0).resolve(Ok(()));
+        drop(slots);
+        let outcomes = receiver.try_recv().unwrap();
+        assert_eq!(outcomes[0], Ok(()));
+        assert!(outcomes[1]
+            .as_ref()
+            .unwrap_err()
+            .contains("stopped before writing"));
+    }
+
+    #[test]
+    fn an_empty_group_is_complete_at_once() {
+        let (slots, mut receiver) = GroupOutcomes::open(0);
+        assert!(slots.is_empty());
+        assert_eq!(receiver.try_recv().unwrap(), Vec::<WriteOutcome>::new());
+    }
 
     #[test]
     fn a_partial_call_waits_for_preparation_at_most_the_fill_bound() {

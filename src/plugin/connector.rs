@@ -8,7 +8,7 @@ use std::pin::Pin;
 
 use async_trait::async_trait;
 
-pub use crate::proto::opencdc::v1::Record;
+pub use super::record::Record;
 
 /// Any error a connector returns; Conduit shows its message (with its sources) to the user.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;

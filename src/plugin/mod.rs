@@ -7,6 +7,7 @@
 pub mod connector;
 pub mod env;
 pub mod logging;
+pub mod record;
 
 mod destination;
 mod hostservices;
@@ -14,5 +15,6 @@ mod serve;
 mod source;
 mod status;
 
-pub use connector::{BoxError, Destination, RawConfig, Record, Source, WriteFuture, WriteOutcome};
+pub use connector::{BoxError, Destination, RawConfig, Source, WriteFuture, WriteOutcome};
+pub use record::{Metadata, Record};
 pub use serve::{serve, serve_on, Factory, Plugin, ServeError};

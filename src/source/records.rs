@@ -1,10 +1,8 @@
 //! Turning Kinesis records into OpenCDC records.
 
-use std::collections::BTreeMap;
-
 use base64::Engine as _;
 
-use crate::proto::opencdc::v1::{data, Change, Data, Operation, Record};
+use crate::proto::opencdc::v1::{data, Change, Data, Metadata, Operation, Record};
 
 /// A Kinesis record as a shard returned it (before de-aggregation).
 #[derive(Debug, Clone, PartialEq)]
@@ -75,26 +73,23 @@ pub fn to_opencdc(
             return record;
         }
     }
-    let mut metadata = BTreeMap::new();
-    metadata.insert(META_STREAM.to_string(), stream.to_string());
-    metadata.insert(META_SHARD.to_string(), shard.to_string());
-    metadata.insert(META_SEQUENCE.to_string(), read.sequence);
+    let mut metadata = Metadata::new();
+    metadata.insert(META_STREAM, stream);
+    metadata.insert(META_SHARD, shard);
+    metadata.insert(META_SEQUENCE, &read.sequence);
     if let Some(sub) = read.sub_sequence {
-        metadata.insert(META_SUB_SEQUENCE.to_string(), sub.to_string());
+        metadata.insert(META_SUB_SEQUENCE, sub.to_string());
     }
-    metadata.insert(META_PARTITION_KEY.to_string(), read.partition_key.clone());
+    metadata.insert(META_PARTITION_KEY, &read.partition_key);
     if let Some(hash_key) = read.explicit_hash_key {
-        metadata.insert(META_EXPLICIT_HASH_KEY.to_string(), hash_key);
+        metadata.insert(META_EXPLICIT_HASH_KEY, hash_key);
     }
     if let Some(encryption) = read.encryption_type {
-        metadata.insert(META_ENCRYPTION.to_string(), encryption);
+        metadata.insert(META_ENCRYPTION, encryption);
     }
-    metadata.insert("opencdc.collection".to_string(), stream.to_string());
+    metadata.insert("opencdc.collection", stream);
     if let Some(ms) = read.arrival_ms {
-        metadata.insert(
-            "opencdc.createdAt".to_string(),
-            (ms as i128 * 1_000_000).to_string(),
-        );
+        metadata.insert("opencdc.createdAt", (ms as i128 * 1_000_000).to_string());
     }
     Record {
         position,
@@ -134,11 +129,11 @@ pub fn parse_opencdc_json(bytes: &[u8]) -> Option<Record> {
         _ => return None,
     };
     let metadata = match object.get("metadata") {
-        None | Some(serde_json::Value::Null) => BTreeMap::new(),
+        None | Some(serde_json::Value::Null) => Metadata::new(),
         Some(serde_json::Value::Object(map)) => map
             .iter()
-            .map(|(k, v)| v.as_str().map(|v| (k.clone(), v.to_string())))
-            .collect::<Option<_>>()?,
+            .map(|(k, v)| v.as_str().map(|v| (k, v)))
+            .collect::<Option<Metadata>>()?,
         Some(_) => return None,
     };
     let payload = match object.get("payload")? {
@@ -230,18 +225,18 @@ mod tests {
         assert_eq!(record.key, raw(b"customer-7".to_vec()));
         assert_eq!(record.payload.unwrap().after, raw(b"hello".to_vec()));
         let m = &record.metadata;
-        assert_eq!(m[META_STREAM], "orders");
-        assert_eq!(m["opencdc.collection"], "orders");
-        assert_eq!(m[META_SHARD], "shardId-000000000001");
+        assert_eq!(&m[META_STREAM], "orders");
+        assert_eq!(&m["opencdc.collection"], "orders");
+        assert_eq!(&m[META_SHARD], "shardId-000000000001");
         assert_eq!(
-            m[META_SEQUENCE],
+            &m[META_SEQUENCE],
             "49590338271490256608559692538361571095921575989136588898"
         );
-        assert_eq!(m[META_SUB_SEQUENCE], "3");
-        assert_eq!(m[META_PARTITION_KEY], "customer-7");
-        assert_eq!(m[META_EXPLICIT_HASH_KEY], "42");
-        assert_eq!(m[META_ENCRYPTION], "NONE");
-        assert_eq!(m["opencdc.createdAt"], "1700000000123000000");
+        assert_eq!(&m[META_SUB_SEQUENCE], "3");
+        assert_eq!(&m[META_PARTITION_KEY], "customer-7");
+        assert_eq!(&m[META_EXPLICIT_HASH_KEY], "42");
+        assert_eq!(&m[META_ENCRYPTION], "NONE");
+        assert_eq!(&m["opencdc.createdAt"], "1700000000123000000");
     }
 
     #[test]
@@ -280,7 +275,7 @@ mod tests {
         assert_eq!(unwrapped, expected);
         // Data that is not OpenCDC JSON stays a plain Kinesis record.
         let plain = to_opencdc("s", "shard", read(b"{\"id\":1}"), b"p".to_vec(), true);
-        assert_eq!(plain.metadata[META_STREAM], "s");
+        assert_eq!(&plain.metadata[META_STREAM], "s");
         let plain = to_opencdc("s", "shard", read(b"not json"), b"p".to_vec(), true);
         assert_eq!(plain.payload.unwrap().after, raw(b"not json".to_vec()));
     }
