@@ -381,23 +381,25 @@ fn write_metadata(out: &mut Vec<u8>, metadata: &Metadata) {
         out.extend_from_slice(b"null");
         return;
     }
-    let write_entries = |out: &mut Vec<u8>, entries: &mut dyn Iterator<Item = (&str, &str)>| {
-        out.push(b'{');
-        for (i, (k, v)) in entries.enumerate() {
-            if i > 0 {
-                out.push(b',');
-            }
-            write_go_string(out, k.as_bytes());
-            out.push(b':');
-            write_go_string(out, v.as_bytes());
-        }
-        out.push(b'}');
-    };
     if in_go_order(metadata) {
-        write_entries(out, &mut metadata.iter());
+        write_string_object(out, metadata.iter());
     } else {
-        write_entries(out, &mut sorted_metadata(metadata).into_iter());
+        write_string_object(out, sorted_metadata(metadata).into_iter());
     }
+}
+
+/// A JSON object of string values, in the order given.
+fn write_string_object<'a>(out: &mut Vec<u8>, entries: impl Iterator<Item = (&'a str, &'a str)>) {
+    out.push(b'{');
+    for (i, (k, v)) in entries.enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        write_go_string(out, k.as_bytes());
+        out.push(b':');
+        write_go_string(out, v.as_bytes());
+    }
+    out.push(b'}');
 }
 
 /// Record metadata, ordered by raw key.
@@ -1412,16 +1414,7 @@ fn write_debezium(out: &mut Vec<u8>, r: &Record, schema_name: Option<&str>, raw_
     if metadata.is_empty() {
         out.extend_from_slice(b"null");
     } else {
-        out.push(b'{');
-        for (i, (k, v)) in metadata.iter().enumerate() {
-            if i > 0 {
-                out.push(b',');
-            }
-            write_go_string(out, k.as_bytes());
-            out.push(b':');
-            write_go_string(out, v.as_bytes());
-        }
-        out.push(b'}');
+        write_string_object(out, metadata.iter().copied());
     }
     out.extend_from_slice(b",\"op\":");
     out.extend_from_slice(match Operation::try_from(r.operation) {

@@ -51,6 +51,10 @@ impl Encode for RecordFormat {
 
 #[async_trait::async_trait]
 impl Decode for SchemaDecoder {
+    fn applies_to(&self, record: &Record) -> bool {
+        SchemaDecoder::applies_to(self, record)
+    }
+
     async fn decode(&self, record: &mut Record) -> Result<(), String> {
         SchemaDecoder::decode(self, record)
             .await

@@ -391,6 +391,31 @@ impl SchemaDecoder {
         self.inner.decode_key
     }
 
+    /// Whether [`SchemaDecoder::decode`] could change the record or fail: an enabled part
+    /// names a schema subject or version. Checked first, synchronously, because most
+    /// pipelines send records without schemas (raw data), and awaiting the decoder for each
+    /// of those costs more than the check. A part without one is warned about once, as
+    /// `decode` does.
+    pub fn applies_to(&self, record: &Record) -> bool {
+        let mut applies = false;
+        for (enabled, part) in [
+            (self.inner.decode_key, Part::Key),
+            (self.inner.decode_payload, Part::Payload),
+        ] {
+            if !enabled {
+                continue;
+            }
+            let (subject_key, version_key) = part.metadata_keys();
+            let named = |key| record.metadata.get(key).is_some_and(|v| !v.is_empty());
+            if named(subject_key) || named(version_key) {
+                applies = true;
+            } else {
+                self.warn_once(part);
+            }
+        }
+        applies
+    }
+
     /// Decodes key / payload.before / payload.after in place when the record carries schema
     /// metadata and the data is (non-empty) raw bytes; leaves everything else untouched.
     /// Schemas are fetched once per (subject, version) and cached (including the parsed
@@ -1396,6 +1421,57 @@ mod tests {
         );
         assert!(matches!(err, SchemaError::InvalidToken { .. }), "{err:?}");
         assert!(!err.to_string().contains("0b4d4c7e"));
+    }
+
+    /// `applies_to` lets the writer skip `decode`; it must say false only where `decode`
+    /// would succeed without touching the record.
+    #[tokio::test]
+    async fn applies_to_is_false_only_where_decode_changes_nothing() {
+        use crate::proto::opencdc::v1::{Change, Record};
+        let raw = |b: &[u8]| {
+            Some(Data {
+                data: Some(data::Data::RawData(b.to_vec().into())),
+            })
+        };
+        let cases: [&[(&str, &str)]; 6] = [
+            &[],
+            &[("opencdc.collection", "orders")],
+            &[
+                (METADATA_PAYLOAD_SCHEMA_SUBJECT, ""),
+                (METADATA_KEY_SCHEMA_VERSION, ""),
+            ],
+            &[(METADATA_PAYLOAD_SCHEMA_SUBJECT, "orders.payload")],
+            &[(METADATA_KEY_SCHEMA_VERSION, "not-a-number")],
+            &[
+                (METADATA_KEY_SCHEMA_SUBJECT, "k"),
+                (METADATA_KEY_SCHEMA_VERSION, "1"),
+            ],
+        ];
+        let mut skipped = 0;
+        for (decode_payload, decode_key) in [(true, true), (true, false), (false, true)] {
+            let decoder = SchemaDecoder::new(None, None, decode_payload, decode_key);
+            for metadata in cases {
+                let original = Record {
+                    metadata: metadata.iter().copied().collect(),
+                    key: raw(b"key bytes"),
+                    payload: Some(Change {
+                        before: None,
+                        after: raw(b"payload bytes"),
+                    }),
+                    ..Default::default()
+                };
+                if decoder.applies_to(&original) {
+                    continue;
+                }
+                skipped += 1;
+                let mut record = original.clone();
+                let outcome = decoder.decode(&mut record).await;
+                assert!(outcome.is_ok(), "{metadata:?}: {outcome:?}");
+                assert_eq!(record, original, "{metadata:?}");
+            }
+        }
+        // Neither part named (3 cases × 3 settings), and only disabled parts named (3).
+        assert_eq!(skipped, 12);
     }
 
     #[test]

@@ -41,6 +41,12 @@ pub trait Encode: Send + Sync + 'static {
 /// Rewrites a record before it is written (schema decoding).
 #[async_trait]
 pub trait Decode: Send + Sync + 'static {
+    /// False when `decode` would leave the record as it is (and could not fail), so the
+    /// writer need not await it.
+    fn applies_to(&self, _record: &Record) -> bool {
+        true
+    }
+
     async fn decode(&self, record: &mut Record) -> Result<(), String>;
 }
 
@@ -388,7 +394,7 @@ async fn prepare_loop(
     while let Some(group) = groups.recv().await {
         let size = group.records.len();
         for (mut record, outcome) in group.records.into_iter().zip(group.outcomes) {
-            if let Some(decoder) = &config.decoder {
+            if let Some(decoder) = config.decoder.as_ref().filter(|d| d.applies_to(&record)) {
                 if let Err(e) = decoder.decode(&mut record).await {
                     outcome.resolve(Err(format!(
                         "record at position {}: {e}",
