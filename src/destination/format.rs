@@ -750,10 +750,20 @@ fn write_number(out: &mut Vec<u8>, n: f64) {
 /// below the closing quote (0x22). 0xE2 may start U+2028/U+2029, which are escaped.
 #[inline]
 fn plain_key(key: &[u8]) -> bool {
-    key.iter()
-        .all(|&b| b > b'"' && !matches!(b, b'\\' | b'<' | b'>' | b'&' | 0xE2))
+    // A table: every record's metadata keys pass through here.
+    key.iter().all(|&b| PLAIN_KEY_BYTE[usize::from(b)])
         && (key.is_ascii() || std::str::from_utf8(key).is_ok())
 }
+
+const PLAIN_KEY_BYTE: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut b = 0;
+    while b < 256 {
+        table[b] = b > b'"' as usize && !matches!(b as u8, b'\\' | b'<' | b'>' | b'&' | 0xE2);
+        b += 1;
+    }
+    table
+};
 
 /// Sorts map entries in goccy's order (encoded keys compared bytewise). Stable.
 fn go_sort<T>(entries: &mut [T], key: impl Fn(&T) -> &[u8]) {

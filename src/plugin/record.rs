@@ -183,6 +183,9 @@ fn entry_len(key: &str, value: &str) -> usize {
     part(ENTRY_KEY, key) + part(ENTRY_VALUE, value)
 }
 
+const TYPICAL_TEXT: usize = 384;
+const TYPICAL_ENTRIES: usize = 10;
+
 /// Where one entry's key and value are in [`Metadata::text`].
 #[derive(Clone, Copy)]
 struct Span {
@@ -311,6 +314,12 @@ impl Metadata {
             return Err(decode_error("buffer underflow"));
         }
         let limit = remaining - len as usize;
+        if self.entries.is_empty() {
+            // Room for what a Conduit record usually carries (five to ten entries of a few
+            // dozen bytes) instead of growing the buffers step by step.
+            self.text.reserve(TYPICAL_TEXT);
+            self.entries.reserve(TYPICAL_ENTRIES);
+        }
         let here = offset(self.text.len());
         let (mut key, mut value) = ((here, here), (here, here));
         while buf.remaining() > limit {
