@@ -1,7 +1,7 @@
 //! Assembling PutRecords batches within Kinesis limits. Pure logic, no I/O.
 
 use std::collections::HashSet;
-use std::hash::{Hash, Hasher};
+use std::hash::{BuildHasherDefault, Hash, Hasher};
 
 /// Kinesis limits for one PutRecords call.
 pub const MAX_ENTRIES: usize = 500;
@@ -59,8 +59,32 @@ pub struct Batch<E> {
     stream: Option<String>,
     /// Keys in this call and (stream, key) pairs deferred to a later call, by hash: a
     /// collision only defers an entry that could have gone now, it never reorders a key.
-    keys: HashSet<u64>,
-    blocked: HashSet<u64>,
+    keys: KeySet,
+    blocked: KeySet,
+}
+
+/// A set of [`key_hash`] values. They are SipHash outputs already, so the set uses them as
+/// they are instead of hashing them again.
+type KeySet = HashSet<u64, BuildHasherDefault<KeyHashHasher>>;
+
+#[derive(Default)]
+struct KeyHashHasher(u64);
+
+impl Hasher for KeyHashHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        // Only `write_u64` is used; this keeps any other input well spread anyway.
+        for &b in bytes {
+            self.0 = (self.0 ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+
+    fn write_u64(&mut self, value: u64) {
+        self.0 = value;
+    }
 }
 
 /// Identifies a (stream, partition key) pair for ordering and lane choice. Computed once
@@ -79,8 +103,8 @@ impl<E: BatchEntry> Batch<E> {
             entries: Vec::new(),
             bytes: 0,
             stream: None,
-            keys: HashSet::new(),
-            blocked: HashSet::new(),
+            keys: KeySet::default(),
+            blocked: KeySet::default(),
         }
     }
 
