@@ -190,9 +190,11 @@ impl OutcomeSlot {
 
 impl Drop for OutcomeSlot {
     fn drop(&mut self) {
-        self.fill(Err(
-            "the destination stopped before writing the record".into()
-        ));
+        if self.group.is_some() {
+            self.fill(Err(
+                "the destination stopped before writing the record".into()
+            ));
+        }
     }
 }
 
