@@ -42,13 +42,13 @@
 
 #[path = "common/mod.rs"]
 mod common;
+use common::server::LoopbackServer;
 use common::{env_u64, pin};
 
 use std::collections::{HashMap, HashSet};
 use std::fmt::Write as _;
 use std::io::{BufReader, Read};
-use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, ExitCode, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -443,20 +443,13 @@ struct EndpointShared {
 struct Endpoint {
     url: String,
     shared: Arc<EndpointShared>,
-    /// `/proc/<pid>/task/<tid>/stat` of the endpoint's thread.
-    thread_stat: Option<PathBuf>,
-    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
-    thread: Option<std::thread::JoinHandle<()>>,
+    server: LoopbackServer,
 }
 
 impl Endpoint {
     fn start(shards: usize, total: u64, per_event: usize) -> Result<Endpoint, String> {
         let payloads = Payloads::new(64);
         self_test(&payloads, per_event)?;
-        let listener = std::net::TcpListener::bind("127.0.0.1:0")
-            .map_err(|e| format!("bind 127.0.0.1:0: {e}"))?;
-        listener.set_nonblocking(true).map_err(|e| e.to_string())?;
-        let addr: SocketAddr = listener.local_addr().map_err(|e| e.to_string())?;
         let shared = Arc::new(EndpointShared {
             stats: EndpointStats::default(),
             shards,
@@ -464,77 +457,22 @@ impl Endpoint {
             per_event,
             payloads,
         });
-        let (stat_tx, stat_rx) = std::sync::mpsc::channel();
-        let (shutdown_tx, shutdown_rx) = tokio::sync::oneshot::channel::<()>();
-        let thread_shared = shared.clone();
-        let thread = std::thread::Builder::new()
-            .name("bench-endpoint".into())
-            .spawn(move || {
-                let _ = stat_tx.send(
-                    std::fs::read_link("/proc/thread-self")
-                        .ok()
-                        .map(|p| Path::new("/proc").join(p).join("stat")),
-                );
-                let runtime = match tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                {
-                    Ok(rt) => rt,
-                    Err(e) => {
-                        eprintln!("bench endpoint: no runtime: {e}");
-                        return;
-                    }
-                };
-                runtime.block_on(async move {
-                    let listener = match tokio::net::TcpListener::from_std(listener) {
-                        Ok(l) => l,
-                        Err(e) => {
-                            eprintln!("bench endpoint: {e}");
-                            return;
-                        }
-                    };
-                    let mut shutdown_rx = shutdown_rx;
-                    loop {
-                        tokio::select! {
-                            _ = &mut shutdown_rx => break,
-                            accepted = listener.accept() => {
-                                let Ok((socket, _)) = accepted else { continue };
-                                let _ = socket.set_nodelay(true);
-                                tokio::spawn(serve_connection(socket, thread_shared.clone()));
-                            }
-                        }
-                    }
-                });
-                // Dropping the runtime drops the open connections' tasks.
-            })
-            .map_err(|e| format!("spawn endpoint thread: {e}"))?;
-        let thread_stat = stat_rx.recv_timeout(Duration::from_secs(5)).ok().flatten();
+        let served = shared.clone();
+        let server =
+            LoopbackServer::start(move |socket, _| serve_connection(socket, served.clone()))?;
         Ok(Endpoint {
-            url: format!("http://{addr}"),
+            url: format!("http://{}", server.addr),
             shared,
-            thread_stat,
-            shutdown: Some(shutdown_tx),
-            thread: Some(thread),
+            server,
         })
     }
 
     fn ticks(&self) -> Option<u64> {
-        self.thread_stat.as_deref().and_then(stat_ticks)
+        self.server.ticks()
     }
 
     fn stats(&self) -> &EndpointStats {
         &self.shared.stats
-    }
-}
-
-impl Drop for Endpoint {
-    fn drop(&mut self) {
-        if let Some(tx) = self.shutdown.take() {
-            let _ = tx.send(());
-        }
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
     }
 }
 

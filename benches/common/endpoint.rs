@@ -1,20 +1,16 @@
-//! The bench endpoint: a minimal loopback HTTP/1.1 Kinesis server on its own thread and
-//! current-thread tokio runtime. It answers DescribeStreamSummary and ListStreams, and
-//! PutRecords in AWS JSON 1.1 (by counting `"PartitionKey"` occurrences) or AWS CBOR (by
+//! The bench endpoint: a minimal loopback HTTP/1.1 Kinesis server (a [`LoopbackServer`]).
+//! It answers DescribeStreamSummary and ListStreams, and PutRecords in AWS JSON 1.1 (by counting `"PartitionKey"` occurrences) or AWS CBOR (by
 //! reading the `Records` array's length), without parsing or storing anything, so it costs
 //! little next to the process under test on a 2-core machine.
 
 use std::fmt::Write as _;
-use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use super::procfs::stat_ticks;
+use super::server::LoopbackServer;
 
 /// The stream the endpoint describes when a call names none it can read.
 pub const STREAM: &str = "bench";
@@ -34,94 +30,33 @@ pub struct EndpointStats {
 pub struct Endpoint {
     pub url: String,
     pub stats: Arc<EndpointStats>,
-    /// `/proc/<pid>/task/<tid>/stat` of the endpoint's thread.
-    thread_stat: Option<PathBuf>,
-    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
-    thread: Option<std::thread::JoinHandle<()>>,
+    server: LoopbackServer,
 }
 
 impl Endpoint {
     pub fn start() -> Result<Endpoint, String> {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0")
-            .map_err(|e| format!("bind 127.0.0.1:0: {e}"))?;
-        listener.set_nonblocking(true).map_err(|e| e.to_string())?;
-        let addr: SocketAddr = listener.local_addr().map_err(|e| e.to_string())?;
         let stats = Arc::new(EndpointStats::default());
-        let (stat_tx, stat_rx) = std::sync::mpsc::channel();
-        let (shutdown_tx, shutdown_rx) = tokio::sync::oneshot::channel::<()>();
-        let thread_stats = stats.clone();
-        let thread = std::thread::Builder::new()
-            .name("bench-endpoint".into())
-            .spawn(move || {
-                let _ = stat_tx.send(
-                    std::fs::read_link("/proc/thread-self")
-                        .ok()
-                        .map(|p| Path::new("/proc").join(p).join("stat")),
-                );
-                let runtime = match tokio::runtime::Builder::new_current_thread()
-                    .enable_io()
-                    .build()
-                {
-                    Ok(rt) => rt,
-                    Err(e) => {
-                        eprintln!("bench endpoint: no runtime: {e}");
-                        return;
-                    }
-                };
-                runtime.block_on(async move {
-                    let listener = match tokio::net::TcpListener::from_std(listener) {
-                        Ok(l) => l,
-                        Err(e) => {
-                            eprintln!("bench endpoint: {e}");
-                            return;
-                        }
-                    };
-                    let mut shutdown_rx = shutdown_rx;
-                    loop {
-                        tokio::select! {
-                            _ = &mut shutdown_rx => break,
-                            accepted = listener.accept() => {
-                                let Ok((socket, _)) = accepted else { continue };
-                                let _ = socket.set_nodelay(true);
-                                let stats = thread_stats.clone();
-                                let id = stats.connections.fetch_add(1, Ordering::Relaxed);
-                                tokio::spawn(serve_connection(socket, stats, id));
-                            }
-                        }
-                    }
-                });
-                // Dropping the runtime drops the open connections' tasks.
-            })
-            .map_err(|e| format!("spawn endpoint thread: {e}"))?;
-        let thread_stat = stat_rx.recv_timeout(Duration::from_secs(5)).ok().flatten();
+        let served = stats.clone();
+        let server = LoopbackServer::start(move |socket, _| {
+            let stats = served.clone();
+            let id = stats.connections.fetch_add(1, Ordering::Relaxed);
+            serve_connection(socket, stats, id)
+        })?;
         Ok(Endpoint {
-            url: format!("http://{addr}"),
+            url: format!("http://{}", server.addr),
             stats,
-            thread_stat,
-            shutdown: Some(shutdown_tx),
-            thread: Some(thread),
+            server,
         })
     }
 
     /// CPU ticks of the endpoint thread so far.
     pub fn ticks(&self) -> Option<u64> {
-        self.thread_stat.as_deref().and_then(stat_ticks)
+        self.server.ticks()
     }
 
     /// PutRecords entries counted so far.
     pub fn entries(&self) -> u64 {
         self.stats.put_entries.load(Ordering::Relaxed)
-    }
-}
-
-impl Drop for Endpoint {
-    fn drop(&mut self) {
-        if let Some(tx) = self.shutdown.take() {
-            let _ = tx.send(());
-        }
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
     }
 }
 

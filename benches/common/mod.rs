@@ -5,6 +5,7 @@
 pub mod endpoint;
 #[allow(dead_code)]
 pub mod procfs;
+pub mod server;
 
 use std::process::{Command, Stdio};
 
