@@ -213,6 +213,14 @@ impl Metadata {
         Metadata::default()
     }
 
+    /// Room for `entries` entries whose keys and values total `text_bytes` bytes.
+    pub fn with_capacity(entries: usize, text_bytes: usize) -> Metadata {
+        Metadata {
+            text: String::with_capacity(text_bytes),
+            entries: Vec::with_capacity(entries),
+        }
+    }
+
     pub fn len(&self) -> usize {
         self.entries.len()
     }

@@ -73,7 +73,10 @@ pub fn to_opencdc(
             return record;
         }
     }
-    let mut metadata = Metadata::new();
+    // At most nine entries: ~180 bytes of keys; the stream name twice, the partition key, and
+    // at most ~180 bytes of shard id, sequence numbers, hash key, encryption and timestamp.
+    let text_bytes = 360 + 2 * stream.len() + read.partition_key.len();
+    let mut metadata = Metadata::with_capacity(9, text_bytes);
     metadata.insert(META_STREAM, stream);
     metadata.insert(META_SHARD, shard);
     metadata.insert(META_SEQUENCE, &read.sequence);
