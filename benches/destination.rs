@@ -31,7 +31,7 @@
 mod common;
 use common::endpoint::{Endpoint, REGION, STREAM};
 use common::procfs::{clock_ticks, proc_ticks, stat_ticks, vm_hwm_kib};
-use common::{env_u64, pin};
+use common::{baseline_result, env_u64, pin};
 
 use std::collections::{HashMap, VecDeque};
 use std::io::{BufRead, BufReader, Read};
@@ -707,7 +707,7 @@ fn run_baseline(
     tck: f64,
 ) -> Result<Measured, String> {
     let exe = std::env::current_exe().map_err(|e| format!("current_exe: {e}"))?;
-    let mut child = Command::new(exe)
+    let child = Command::new(exe)
         .args([
             "--baseline-child",
             endpoint,
@@ -723,46 +723,13 @@ fn run_baseline(
         .stderr(Stdio::inherit())
         .spawn()
         .map_err(|e| format!("spawn the baseline child: {e}"))?;
-    let stdout = child.stdout.take().ok_or("no stdout pipe")?;
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let mut text = String::new();
-        let _ = BufReader::new(stdout).read_to_string(&mut text);
-        let _ = tx.send(text);
-    });
     // Bounded: the child's own calls time out after STEP_TIMEOUT each.
-    let deadline = Instant::now() + Duration::from_secs(600);
-    let status = loop {
-        if let Ok(Some(status)) = child.try_wait() {
-            break status;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            return Err("the baseline child did not finish within 600 s".into());
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    let text = rx.recv_timeout(Duration::from_secs(5)).unwrap_or_default();
-    if !status.success() {
-        return Err(format!("the baseline child failed ({status})"));
-    }
-    let line = text
-        .lines()
-        .find_map(|l| l.strip_prefix("BASELINE_RESULT "))
-        .ok_or_else(|| format!("no result line from the baseline child: {text:?}"))?;
-    let fields: Vec<&str> = line.split_whitespace().collect();
-    let parse = |i: usize| -> Result<f64, String> {
-        fields
-            .get(i)
-            .and_then(|v| v.parse::<f64>().ok())
-            .ok_or_else(|| format!("bad result line {line:?}"))
-    };
+    let [records, secs, ticks, hwm_kib] = baseline_result(child, Duration::from_secs(600))?;
     Ok(Measured {
-        records: parse(0)? as u64,
-        secs: parse(1)?,
-        cpu_secs: parse(2)? / tck,
-        hwm_kib: Some(parse(3)? as u64).filter(|&k| k > 0),
+        records: records as u64,
+        secs,
+        cpu_secs: ticks / tck,
+        hwm_kib: Some(hwm_kib as u64).filter(|&k| k > 0),
     })
 }
 

@@ -43,11 +43,10 @@
 #[path = "common/mod.rs"]
 mod common;
 use common::server::LoopbackServer;
-use common::{env_u64, pin};
+use common::{baseline_result, env_u64, pin};
 
 use std::collections::{HashMap, HashSet};
 use std::fmt::Write as _;
-use std::io::{BufReader, Read};
 use std::path::Path;
 use std::process::{Command, ExitCode, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -1385,48 +1384,12 @@ fn run_baseline(
             return Err(e);
         }
     }
-    let stdout = child.stdout.take().ok_or("no stdout pipe")?;
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let mut text = String::new();
-        let _ = BufReader::new(stdout).read_to_string(&mut text);
-        let _ = tx.send(text);
-    });
-    let deadline = Instant::now() + Duration::from_secs(300);
-    let status = loop {
-        if let Ok(Some(status)) = child.try_wait() {
-            break status;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            return Err("the baseline child did not finish within 300 s".into());
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    let text = rx.recv_timeout(Duration::from_secs(5)).unwrap_or_default();
-    if !status.success() {
-        return Err(format!("the baseline child failed ({status})"));
-    }
-    let line = text
-        .lines()
-        .find_map(|l| l.strip_prefix("BASELINE_RESULT "))
-        .ok_or_else(|| format!("no result line from the baseline child: {text:?}"))?;
-    let fields: Vec<f64> = line
-        .split_whitespace()
-        .map(|v| {
-            v.parse::<f64>()
-                .map_err(|_| format!("bad result line {line:?}"))
-        })
-        .collect::<Result<_, _>>()?;
-    if fields.len() != 4 {
-        return Err(format!("bad result line {line:?}"));
-    }
+    let [records, secs, ticks, hwm_kib] = baseline_result(child, Duration::from_secs(300))?;
     Ok(Measured {
-        records: fields[0] as u64,
-        secs: fields[1],
-        cpu_secs: fields[2] / tck,
-        hwm_kib: Some(fields[3] as u64).filter(|&k| k > 0),
+        records: records as u64,
+        secs,
+        cpu_secs: ticks / tck,
+        hwm_kib: Some(hwm_kib as u64).filter(|&k| k > 0),
     })
 }
 
