@@ -24,7 +24,6 @@ pub struct EndpointStats {
     pub put_body_bytes: AtomicU64,
     pub other_calls: AtomicU64,
     pub rejected: AtomicU64,
-    pub connections: AtomicU64,
 }
 
 pub struct Endpoint {
@@ -37,11 +36,8 @@ impl Endpoint {
     pub fn start() -> Result<Endpoint, String> {
         let stats = Arc::new(EndpointStats::default());
         let served = stats.clone();
-        let server = LoopbackServer::start(move |socket, _| {
-            let stats = served.clone();
-            let id = stats.connections.fetch_add(1, Ordering::Relaxed);
-            serve_connection(socket, stats, id)
-        })?;
+        let server =
+            LoopbackServer::start(move |socket, id| serve_connection(socket, served.clone(), id))?;
         Ok(Endpoint {
             url: format!("http://{}", server.addr),
             stats,

@@ -580,7 +580,6 @@ fn exit_status(tally: &Tally, failed: u64) -> ExitCode {
     }
 }
 
-/// Awaits one outcome and counts it.
 /// Counts (and reports) the outcomes of `count` records submitted together.
 async fn settle(count: usize, receiver: oneshot::Receiver<Vec<WriteOutcome>>, counters: &Counters) {
     match receiver.await {

@@ -414,9 +414,7 @@ fn in_go_order(metadata: &Metadata) -> bool {
 /// Metadata entries in goccy's order.
 fn sorted_metadata(metadata: &Metadata) -> Vec<(&str, &str)> {
     let mut entries: Vec<(&str, &str)> = metadata.iter().collect();
-    if !in_go_order(metadata) {
-        go_sort(&mut entries, |e| e.0.as_bytes());
-    }
+    go_sort(&mut entries, |e| e.0.as_bytes());
     entries
 }
 

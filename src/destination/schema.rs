@@ -115,6 +115,14 @@ impl Part {
         }
     }
 
+    /// The part's schema subject and version as the record's metadata names them (an empty
+    /// value counts as none).
+    fn schema_names(self, record: &Record) -> (Option<&str>, Option<&str>) {
+        let (subject_key, version_key) = self.metadata_keys();
+        let named = |key| record.metadata.get(key).filter(|v| !v.is_empty());
+        (named(subject_key), named(version_key))
+    }
+
     fn metadata_keys(self) -> (&'static str, &'static str) {
         match self {
             Part::Key => (METADATA_KEY_SCHEMA_SUBJECT, METADATA_KEY_SCHEMA_VERSION),
@@ -405,12 +413,9 @@ impl SchemaDecoder {
             if !enabled {
                 continue;
             }
-            let (subject_key, version_key) = part.metadata_keys();
-            let named = |key| record.metadata.get(key).is_some_and(|v| !v.is_empty());
-            if named(subject_key) || named(version_key) {
-                applies = true;
-            } else {
-                self.warn_once(part);
+            match part.schema_names(record) {
+                (None, None) => self.warn_once(part),
+                _ => applies = true,
             }
         }
         applies
@@ -452,14 +457,12 @@ impl SchemaDecoder {
         record: &Record,
         part: Part,
     ) -> Result<Vec<(&'static str, prost_types::Struct)>, SchemaError> {
-        let (subject_key, version_key) = part.metadata_keys();
-        let subject = record.metadata.get(subject_key).filter(|s| !s.is_empty());
-        let version = record.metadata.get(version_key).filter(|s| !s.is_empty());
+        let (subject, version) = part.schema_names(record);
         // Same order as the SDK: an unparsable version fails even without a subject.
         let version = match version {
             Some(v) => Some(v.parse::<i32>().map_err(|_| SchemaError::InvalidVersion {
                 part,
-                key: version_key,
+                key: part.metadata_keys().1,
                 value: v.to_string(),
             })?),
             None => None,

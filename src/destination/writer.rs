@@ -113,29 +113,26 @@ struct Group {
 /// The outcomes of one handed-over group, filled in by the lanes in any order and sent on
 /// when the last is in: one channel per group rather than one per record.
 struct GroupOutcomes {
-    state: StdMutex<GroupState>,
-}
-
-struct GroupState {
     outcomes: Vec<Option<WriteOutcome>>,
     missing: usize,
     done: Option<oneshot::Sender<Vec<WriteOutcome>>>,
 }
 
+type SharedOutcomes = Arc<StdMutex<GroupOutcomes>>;
+
 impl GroupOutcomes {
     /// One slot per record and the receiver of all their outcomes, in record order.
     fn open(records: usize) -> (Vec<OutcomeSlot>, oneshot::Receiver<Vec<WriteOutcome>>) {
         let (done, receiver) = oneshot::channel();
-        let group = Arc::new(GroupOutcomes {
-            state: StdMutex::new(GroupState {
-                outcomes: (0..records).map(|_| None).collect(),
-                missing: records,
-                done: Some(done),
-            }),
-        });
+        let mut outcomes = GroupOutcomes {
+            outcomes: (0..records).map(|_| None).collect(),
+            missing: records,
+            done: Some(done),
+        };
         if records == 0 {
-            group.finish(&mut group.lock());
+            outcomes.finish();
         }
+        let group: SharedOutcomes = Arc::new(StdMutex::new(outcomes));
         let slots = (0..records)
             .map(|index| OutcomeSlot {
                 group: Some(group.clone()),
@@ -145,16 +142,22 @@ impl GroupOutcomes {
         (slots, receiver)
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, GroupState> {
-        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    fn fill(&mut self, index: usize, outcome: WriteOutcome) {
+        if self.outcomes[index].is_none() {
+            self.outcomes[index] = Some(outcome);
+            self.missing -= 1;
+            if self.missing == 0 {
+                self.finish();
+            }
+        }
     }
 
-    fn finish(&self, state: &mut GroupState) {
-        let outcomes = std::mem::take(&mut state.outcomes)
+    fn finish(&mut self) {
+        let outcomes = std::mem::take(&mut self.outcomes)
             .into_iter()
             .map(|o| o.expect("every outcome is in"))
             .collect();
-        if let Some(done) = state.done.take() {
+        if let Some(done) = self.done.take() {
             // The receiver is gone only when the pipeline was torn down; nothing to tell then.
             let _ = done.send(outcomes);
         }
@@ -164,7 +167,7 @@ impl GroupOutcomes {
 /// Where one record's outcome goes. Dropped without an outcome (the writer stopped), it
 /// reports that the record was not written, so its group still completes.
 struct OutcomeSlot {
-    group: Option<Arc<GroupOutcomes>>,
+    group: Option<SharedOutcomes>,
     index: usize,
 }
 
@@ -174,16 +177,11 @@ impl OutcomeSlot {
     }
 
     fn fill(&mut self, outcome: WriteOutcome) {
-        let Some(group) = self.group.take() else {
-            return;
-        };
-        let mut state = group.lock();
-        if state.outcomes[self.index].is_none() {
-            state.outcomes[self.index] = Some(outcome);
-            state.missing -= 1;
-            if state.missing == 0 {
-                group.finish(&mut state);
-            }
+        if let Some(group) = self.group.take() {
+            group
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .fill(self.index, outcome);
         }
     }
 }

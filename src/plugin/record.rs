@@ -2,8 +2,8 @@
 //!
 //! A generated record decodes `map<string, string> metadata` into a map of owned strings:
 //! two allocations per entry plus the map's node, then as many frees, for the five to ten
-//! entries every Conduit record carries. At the destination's rates that was about a quarter
-//! of the plugin's CPU. [`Metadata`] keeps all keys and values of a record in one string and
+//! entries every Conduit record carries; in a perf profile of the destination at full rate
+//! allocating them took about 6% of the plugin's CPU. [`Metadata`] keeps all keys and values of a record in one string and
 //! a sorted list of spans into it, so a record's metadata costs two allocations. On the wire
 //! nothing changes: field numbers, types and the entry encoding are those of
 //! `proto/opencdc/v1/opencdc.proto` (checked against prost's own map encoding in the tests).
@@ -34,13 +34,6 @@ pub struct Record {
     pub key: Option<Data>,
     /// State before and/or after the change.
     pub payload: Option<Change>,
-}
-
-impl Record {
-    /// The operation, or `Operation::default()` for a value this version does not know.
-    pub fn operation(&self) -> Operation {
-        Operation::try_from(self.operation).unwrap_or_default()
-    }
 }
 
 impl fmt::Debug for Record {
@@ -433,15 +426,6 @@ impl<K: AsRef<str>, V: AsRef<str>, const N: usize> From<[(K, V); N]> for Metadat
 impl From<BTreeMap<String, String>> for Metadata {
     fn from(map: BTreeMap<String, String>) -> Metadata {
         map.into_iter().collect()
-    }
-}
-
-impl<'a> IntoIterator for &'a Metadata {
-    type Item = (&'a str, &'a str);
-    type IntoIter = Box<dyn Iterator<Item = (&'a str, &'a str)> + 'a>;
-
-    fn into_iter(self) -> Self::IntoIter {
-        Box::new(self.iter())
     }
 }
 
