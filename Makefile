@@ -23,15 +23,15 @@ setup:
 
 ## test: unit tests, protocol harness, go-plugin host tests and integration tests
 test: setup
-	$(CARGO) test --lib --bins --tests --no-fail-fast
+	$(CARGO) test --workspace --lib --bins --tests --no-fail-fast
 
 ## test-unit: tests that need no server
 test-unit:
-	$(CARGO) test --lib --bins
+	$(CARGO) test --workspace --lib --bins
 
 ## test-integration: tests that start kinesis-local, the go-plugin host or Conduit
 test-integration: setup
-	$(CARGO) test --tests
+	$(CARGO) test --workspace --tests
 
 ## generate: rewrite connector.yaml and the README parameter tables from src/spec.rs
 generate:
@@ -47,8 +47,8 @@ bench: setup
 	$(CARGO) bench --bench conduit
 
 lint:
-	$(CARGO) fmt --check
-	$(CARGO) clippy --all-targets -- -D warnings
+	$(CARGO) fmt --all --check
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
 
 fmt:
 	$(CARGO) fmt

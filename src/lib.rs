@@ -9,10 +9,12 @@ pub mod cli;
 pub mod config;
 pub mod connection;
 pub mod destination;
-pub mod plugin;
-pub mod proto;
 pub mod source;
 pub mod spec;
+
+/// The generic Conduit plugin runtime this connector is served by.
+pub use conduit_plugin_runtime as plugin;
+pub use conduit_plugin_runtime::proto;
 
 /// The plugin as Conduit loads it.
 pub fn plugin() -> plugin::Plugin {

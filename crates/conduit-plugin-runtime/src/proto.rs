@@ -5,8 +5,8 @@
 pub mod opencdc {
     pub mod v1 {
         tonic::include_proto!("opencdc.v1");
-        /// Hand-written (see `crate::plugin::record`), so it is not generated above.
-        pub use crate::plugin::record::{Metadata, Record};
+        /// Hand-written (see `crate::record`), so it is not generated above.
+        pub use crate::record::{Metadata, Record};
     }
 }
 

@@ -30,7 +30,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .build_server(true)
         .build_client(true)
         // Written by hand (src/plugin/record.rs): its metadata decodes into one buffer.
-        .extern_path(".opencdc.v1.Record", "crate::plugin::Record")
+        .extern_path(".opencdc.v1.Record", "crate::record::Record")
         // Raw payloads as `Bytes`: decoded as slices of the received message instead of
         // copies, and cheap to hand on.
         .bytes(".opencdc.v1.Data.raw_data")

@@ -7,6 +7,7 @@
 pub mod connector;
 pub mod env;
 pub mod logging;
+pub mod proto;
 pub mod record;
 
 mod destination;
