@@ -29,7 +29,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     tonic_prost_build::configure()
         .build_server(true)
         .build_client(true)
-        // Written by hand (src/plugin/record.rs): its metadata decodes into one buffer.
+        // Written by hand (src/record.rs): its metadata decodes into one buffer.
         .extern_path(".opencdc.v1.Record", "crate::record::Record")
         // Raw payloads as `Bytes`: decoded as slices of the received message instead of
         // copies, and cheap to hand on.
