@@ -235,3 +235,25 @@ fn destination_configure_then_teardown_through_go_plugin() {
     assert_eq!(run.calls.len(), 2);
     assert_graceful_exit(&run);
 }
+
+/// Conduit killed with SIGKILL (no Shutdown, no Teardown): the plugin must not outlive it, or it
+/// keeps its Kinesis subscriptions and blocks the restarted pipeline's (issue #13).
+#[test]
+fn plugin_exits_by_itself_soon_after_its_host_is_killed() {
+    use support::goplugin_host::start_held_host;
+    let mut held = start_held_host(
+        &plugin(),
+        RUN_ENV,
+        "source",
+        &[(SPECIFY, specifier::specify::Request {}.encode_to_vec())],
+    );
+    let pid = held.plugin_pid;
+    assert!(!support::process_exited(pid), "the plugin is not running");
+    held.host.kill().expect("SIGKILL goplugin-host");
+    held.host.wait().expect("reap goplugin-host");
+    let exited = support::wait_for_exit(pid, std::time::Duration::from_secs(2));
+    assert!(
+        exited.is_some(),
+        "plugin {pid} still runs 2 s after its host was killed"
+    );
+}

@@ -7,7 +7,7 @@
 // Usage:
 //
 //	goplugin-host -plugin PATH [-env KEY=VAL ...] [-dispense specifier|source|destination]
-//	              [-no-script] [-call-timeout 30s] [-start-timeout 0] < script.json
+//	              [-no-script] [-call-timeout 30s] [-start-timeout 0] [-hold] < script.json
 //
 // Script (stdin, unless -no-script):
 //
@@ -184,6 +184,7 @@ func run() int {
 		noScript     bool
 		callTimeout  time.Duration
 		startTimeout time.Duration
+		hold         bool
 	)
 	flag.StringVar(&pluginPath, "plugin", "", "path of the plugin binary (required)")
 	flag.Var(&envs, "env", "KEY=VAL put into the plugin's cmd.Env before the host environment (repeatable)")
@@ -191,6 +192,7 @@ func run() int {
 	flag.BoolVar(&noScript, "no-script", false, "do not read a script: only start, dispense and kill")
 	flag.DurationVar(&callTimeout, "call-timeout", 30*time.Second, "deadline of each scripted call (0 = none, like Conduit)")
 	flag.DurationVar(&startTimeout, "start-timeout", 0, "go-plugin StartTimeout (0 = go-plugin default of 1m, like Conduit)")
+	flag.BoolVar(&hold, "hold", false, "after the script, print {\"held\":true,\"plugin_pid\":N} and wait to be killed (host-death tests)")
 	flag.Parse()
 
 	if pluginPath == "" {
@@ -309,6 +311,13 @@ func run() int {
 		for i, c := range sc.Calls {
 			res.Calls = append(res.Calls, invoke(conn, c, requests[i], callTimeout))
 		}
+	}
+
+	if hold {
+		// Like a Conduit that dies mid-pipeline: the test kills this process (SIGKILL), so
+		// go-plugin never gets to stop the plugin.
+		fmt.Printf("{\"held\":true,\"plugin_pid\":%d}\n", res.PluginPid)
+		select {}
 	}
 
 	tk := time.Now()

@@ -373,3 +373,73 @@ pub fn b64_decode(s: &str) -> Result<Vec<u8>, String> {
     }
     Ok(out)
 }
+
+/// A goplugin-host started with `-hold`: it launched the plugin, made its calls and now waits
+/// to be killed, like a Conduit that dies mid-pipeline.
+pub struct HeldHost {
+    pub host: std::process::Child,
+    pub plugin_pid: u32,
+}
+
+impl Drop for HeldHost {
+    fn drop(&mut self) {
+        let _ = self.host.kill();
+        let _ = self.host.wait();
+        // Never leave a plugin behind, even when the test failed.
+        super::kill_process(self.plugin_pid);
+    }
+}
+
+/// Starts the plugin through goplugin-host with `-hold` and returns once the calls are done.
+pub fn start_held_host(
+    plugin: &Path,
+    env: &[(&str, &str)],
+    dispense: &str,
+    calls: &[(&str, Vec<u8>)],
+) -> HeldHost {
+    use std::io::BufRead;
+    let host = host_binary();
+    let mut cmd = Command::new(&host);
+    cmd.arg("-plugin")
+        .arg(plugin)
+        .arg("-dispense")
+        .arg(dispense)
+        .arg("-hold");
+    for (k, v) in env {
+        cmd.arg("-env").arg(format!("{k}={v}"));
+    }
+    cmd.env("AWS_EC2_METADATA_DISABLED", "true")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null());
+    let mut child = cmd
+        .spawn()
+        .unwrap_or_else(|e| panic!("could not run {}: {e}", host.display()));
+    let script = serde_json::json!({
+        "calls": calls.iter().map(|(method, req)| serde_json::json!({
+            "method": method,
+            "request_b64": b64_encode(req),
+        })).collect::<Vec<_>>(),
+    });
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(&serde_json::to_vec(&script).unwrap())
+        .expect("write script to goplugin-host");
+    let mut line = String::new();
+    std::io::BufReader::new(child.stdout.take().expect("stdout"))
+        .read_line(&mut line)
+        .expect("read goplugin-host's held line");
+    let held: Value = serde_json::from_str(line.trim())
+        .unwrap_or_else(|e| panic!("goplugin-host did not hold ({e}): {line:?}"));
+    let plugin_pid = held["plugin_pid"].as_u64().unwrap_or(0) as u32;
+    assert!(
+        plugin_pid > 0,
+        "goplugin-host reported no plugin pid: {line}"
+    );
+    HeldHost {
+        host: child,
+        plugin_pid,
+    }
+}

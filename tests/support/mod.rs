@@ -51,3 +51,36 @@ pub fn free_ports<const N: usize>() -> [u16; N] {
     }
     ports
 }
+
+/// Whether process `pid` has exited (gone, or a zombie nobody has reaped yet).
+pub fn process_exited(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Err(_) => true,
+        // "pid (comm) S ...": the state follows the last ')' (comm may contain spaces).
+        Ok(stat) => stat
+            .rsplit_once(')')
+            .map(|(_, rest)| rest.trim_start().starts_with(['Z', 'X']))
+            .unwrap_or(false),
+    }
+}
+
+/// Waits up to `limit` for process `pid` to exit; returns how long it took, or `None`.
+pub fn wait_for_exit(pid: u32, limit: std::time::Duration) -> Option<std::time::Duration> {
+    let start = std::time::Instant::now();
+    while start.elapsed() < limit {
+        if process_exited(pid) {
+            return Some(start.elapsed());
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    None
+}
+
+/// SIGKILLs process `pid` if it still runs (cleanup after a failed test).
+pub fn kill_process(pid: u32) {
+    if pid > 0 && !process_exited(pid) {
+        let _ = std::process::Command::new("kill")
+            .args(["-KILL", &pid.to_string()])
+            .status();
+    }
+}

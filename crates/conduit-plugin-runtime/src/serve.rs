@@ -27,6 +27,30 @@ use crate::proto::plugin::grpc_stdio_server::GrpcStdioServer;
 /// go-plugin kills the process 2 s after asking it to stop.
 const SHUTDOWN_GRACE: Duration = Duration::from_millis(300);
 
+/// HTTP/2 receive limits, chosen against h2's budget for small DATA frames.
+///
+/// h2 charges every received DATA frame under 256 bytes (256 - its length) to a per-connection
+/// budget until the application has read it, and closes the connection with GOAWAY
+/// `ENHANCE_YOUR_CALM` ("too_many_data_frames") once the budget is spent. The budget is half the
+/// connection window; with hyper's default window (1 MiB) that is 512 KiB. Conduit sends each ack
+/// batch and each record batch as its own gRPC message in its own frame (often ~100 bytes), so
+/// about 3,500 unread messages, a fraction of one 1 MiB stream window, used to kill the
+/// connection whenever the connector was slower than Conduit for a moment.
+///
+/// What is buffered unread is bounded by the stream window, not the connection window: each
+/// stream can hold at most `STREAM_WINDOW` bytes unread. The smallest gRPC frame (a 5-byte
+/// message prefix) costs 251, about 50x its size, so one full stream window of such frames
+/// costs ~50 MiB of budget. The largest connection window (2^31 - 1) gives a budget of ~1 GiB,
+/// enough for `MAX_STREAMS` full windows of the worst frames; memory stays bounded by
+/// `MAX_STREAMS` x `STREAM_WINDOW` (16 MiB). A plugin sees few streams at once (Run, Stdio,
+/// broker and a short unary call or two).
+const CONNECTION_WINDOW: u32 = (1 << 31) - 1;
+const STREAM_WINDOW: u32 = 1024 * 1024;
+const MAX_STREAMS: u32 = 16;
+
+/// How often the plugin checks that the process that started it is still there.
+const HOST_CHECK_INTERVAL: Duration = Duration::from_millis(200);
+
 /// Creates the connector instance for this process.
 pub type Factory<T> = Box<dyn Fn(&PluginEnv) -> Box<T> + Send + Sync>;
 
@@ -66,6 +90,8 @@ impl SpecifierPlugin for Specifier {
 /// Runs the plugin until the host asks it to shut down. Returns an error before printing the
 /// handshake when the process was not started by a compatible host.
 pub async fn serve(plugin: Plugin) -> Result<(), ServeError> {
+    // Read first, so that a host dying during startup is noticed too.
+    let host = std::os::unix::process::parent_id();
     let env = PluginEnv::from_process()?;
     super::logging::init(env.log_level);
     ignore_interrupts();
@@ -85,7 +111,16 @@ pub async fn serve(plugin: Plugin) -> Result<(), ServeError> {
     let server = tokio::spawn(serve_on(listener, plugin, env, shutdown));
     write_handshake(address).map_err(ServeError::Stdout)?;
 
-    let _ = requested.wait_for(|requested| *requested).await;
+    tokio::select! {
+        _ = requested.wait_for(|requested| *requested) => {}
+        _ = host_exited(host) => {
+            // Nobody is left to call Stop or Teardown, and an orphan would keep its
+            // connections (e.g. Kinesis subscriptions, one per shard and consumer) open.
+            // Exiting closes every socket; what was not acked is read again by the next run.
+            tracing::warn!(host_pid = host, "the host process exited without stopping the plugin; exiting");
+            return Ok(());
+        }
+    }
     match tokio::time::timeout(SHUTDOWN_GRACE, server).await {
         Ok(Ok(result)) => result?,
         Ok(Err(join_error)) => tracing::warn!(error = %join_error, "server task ended abnormally"),
@@ -109,6 +144,9 @@ pub async fn serve_on(
         .await;
     let mut stop = shutdown.subscribe();
     let router = Server::builder()
+        .initial_connection_window_size(CONNECTION_WINDOW)
+        .initial_stream_window_size(STREAM_WINDOW)
+        .max_concurrent_streams(MAX_STREAMS)
         .add_service(health_service)
         .add_service(GrpcControllerServer::new(Controller { shutdown }))
         .add_service(GrpcStdioServer::new(Stdio))
@@ -140,6 +178,25 @@ pub async fn serve_on(
             let _ = stop.wait_for(|requested| *requested).await;
         })
         .await
+}
+
+/// Resolves once the host (the parent process with pid `host`) has exited, whatever
+/// killed it (SIGKILL included) and whoever adopts the plugin afterwards (init, a container's
+/// pid 1, a supervisor that is a subreaper).
+///
+/// Polling `getppid()` is used rather than PR_SET_PDEATHSIG, which fires when the parent
+/// *thread* exits (Go starts children from whichever OS thread runs the goroutine, and that
+/// thread may end while Conduit lives on), and rather than a pidfd, which needs raw syscalls
+/// for no gain at this interval: the call costs well under a microsecond.
+async fn host_exited(host: u32) {
+    let mut interval = tokio::time::interval(HOST_CHECK_INTERVAL);
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        interval.tick().await;
+        if std::os::unix::process::parent_id() != host {
+            return;
+        }
+    }
 }
 
 /// The one and only line this process writes to stdout.
