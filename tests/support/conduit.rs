@@ -175,6 +175,27 @@ impl Conduit {
         }
     }
 
+    /// Pids of the plugin processes Conduit started from `binary_name` (its direct children).
+    pub fn plugin_pids(&self, binary_name: &str) -> Vec<u32> {
+        let conduit = self.child.as_ref().expect("conduit running").id();
+        child_pids(conduit)
+            .into_iter()
+            .filter(|pid| {
+                std::fs::read_link(format!("/proc/{pid}/exe"))
+                    .ok()
+                    .and_then(|exe| exe.file_name().map(|n| n.to_string_lossy().into_owned()))
+                    .is_some_and(|name| name.starts_with(binary_name))
+            })
+            .collect()
+    }
+
+    /// SIGKILL, like a crash or the OOM killer: no pipeline is stopped, no position stored.
+    pub fn kill(mut self) {
+        let mut child = self.child.take().expect("conduit running");
+        child.kill().expect("SIGKILL conduit");
+        child.wait().expect("reap conduit");
+    }
+
     pub fn log_tail(&self) -> String {
         file_tail(&self.log, 6000)
     }
@@ -312,4 +333,24 @@ pub fn pipeline_yaml(id: &str, connectors: &[ConnectorYaml<'_>]) -> String {
         }
     }
     out
+}
+
+/// Direct children of `parent`, from every thread's `/proc/<pid>/task/<tid>/children`.
+pub fn child_pids(parent: u32) -> Vec<u32> {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{parent}/task")) else {
+        return Vec::new();
+    };
+    let mut pids: Vec<u32> = tasks
+        .filter_map(|task| task.ok())
+        .filter_map(|task| std::fs::read_to_string(task.path().join("children")).ok())
+        .flat_map(|children| {
+            children
+                .split_whitespace()
+                .filter_map(|pid| pid.parse().ok())
+                .collect::<Vec<u32>>()
+        })
+        .collect();
+    pids.sort_unstable();
+    pids.dedup();
+    pids
 }
