@@ -9,6 +9,7 @@ pub mod cli;
 pub mod config;
 pub mod connection;
 pub mod destination;
+pub mod outage;
 pub mod source;
 pub mod spec;
 

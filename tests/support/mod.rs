@@ -17,6 +17,7 @@ pub mod destination;
 pub mod fault_proxy;
 pub mod goplugin_host;
 pub mod kinesis_local;
+pub mod outage_proxy;
 pub mod plugin;
 pub mod sigv4;
 pub mod source;
