@@ -645,3 +645,48 @@ async fn kinesis_source_after_conduit_is_killed_resumes_without_loss() {
         result.repeated
     );
 }
+
+/// A backlog drained as fast as Conduit goes: thousands of small ack messages a second come
+/// back to the plugin. With h2's default budget for small DATA frames the plugin's server
+/// answered GOAWAY `too_many_data_frames` and Conduit restarted the pipeline, replaying
+/// records (issue #13). Every record must arrive exactly once, with no plugin restart.
+#[tokio::test]
+async fn kinesis_source_drains_a_backlog_at_full_speed_without_losing_the_connection() {
+    let Some(binary) = conduit::binary() else {
+        return;
+    };
+    const COUNT: usize = 30_000;
+    let kl = KinesisLocal::start().await;
+    let stream = unique_stream_name("e2e-backlog");
+    kl.create_stream(&stream, 4).await;
+    let client = kl.client().await;
+    let mut sent = BTreeMap::new();
+    for start in (0..COUNT).step_by(500) {
+        sent.extend(put_numbered(&client, &stream, start..start + 500).await);
+    }
+
+    let out = tempfile::tempdir().unwrap();
+    let path = out.path().join("records.jsonl");
+    let home = ConduitHome::new(&[("src.yaml", kinesis_to_file("src", &kl, &stream, &path))]);
+    let conduit = Conduit::start(&binary, &home, Db::InMemory, &[]);
+    conduit.wait_for_status("src", "STATUS_RUNNING", START_TIMEOUT);
+    let started = Instant::now();
+    let records = wait_for_file_records(&conduit, &path, COUNT).await;
+    eprintln!(
+        "{COUNT} records drained in {:?}",
+        started.elapsed().saturating_sub(SETTLE)
+    );
+    let log = std::fs::read_to_string(&conduit.log).unwrap_or_default();
+    for symptom in [
+        "too_many_data_frames",
+        "plugin process exited",
+        "ENHANCE_YOUR_CALM",
+    ] {
+        assert!(
+            !log.contains(symptom),
+            "Conduit logged {symptom:?}; log tail:\n{}",
+            conduit.log_tail()
+        );
+    }
+    assert_exactly_once(&records, &sent, &stream);
+}
