@@ -761,7 +761,17 @@ pub fn grpc_uri(target: &str) -> Result<String, String> {
 
 fn parse_schema(bytes: &[u8]) -> Result<CachedSchema, String> {
     let text = std::str::from_utf8(bytes).map_err(|e| format!("schema text is not UTF-8: {e}"))?;
-    let schema = AvroSchema::parse_str(text).map_err(|e| format!("invalid Avro schema: {e}"))?;
+    // apache-avro 0.21 panics on some invalid names (`unwrap` in `Name::parse`) instead of
+    // returning an error: a schema the service answers with must not take the plugin down.
+    let parsed = std::panic::catch_unwind(|| AvroSchema::parse_str(text)).map_err(|panic| {
+        let detail = panic
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| panic.downcast_ref::<&str>().copied())
+            .unwrap_or("the Avro library panicked");
+        format!("invalid Avro schema: {detail}")
+    })?;
+    let schema = parsed.map_err(|e| format!("invalid Avro schema: {e}"))?;
     match &schema {
         AvroSchema::Record(_) | AvroSchema::Map(_) | AvroSchema::Union(_) => {}
         other => {
