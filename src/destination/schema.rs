@@ -57,9 +57,12 @@
 //!   record arrives empty; hamba/avro decodes that to a map of nils or fails, depending on the
 //!   field types.
 //! * Truncated datums: both libraries are lenient in places (hamba/avro accepts an end of input
-//!   at some value boundaries and leaves the remaining fields nil; apache-avro decodes a
-//!   truncated string or bytes value as null); other truncations are an error here. Trailing
-//!   bytes after the datum are ignored by both.
+//!   at some value boundaries and leaves the remaining fields nil; apache-avro decodes a union
+//!   cut off before its branch index as null); other truncations, including a string or bytes
+//!   value cut off, are an error here. Trailing bytes after the datum are ignored by both.
+//! * Hostile datums: lengths and item counts that do not fit in the datum, and values nested
+//!   more than 64 levels deep, are an error before apache-avro sees them (see
+//!   [`super::avro_bounds`]); hamba/avro has no such limits.
 //! * Successful look-ups are cached for the life of the decoder (a subject+version is
 //!   immutable); failures are not cached, the next record retries. The Go SDK caches both for 15
 //!   minutes (`schema/cached.go`).
@@ -758,7 +761,17 @@ pub fn grpc_uri(target: &str) -> Result<String, String> {
 
 fn parse_schema(bytes: &[u8]) -> Result<CachedSchema, String> {
     let text = std::str::from_utf8(bytes).map_err(|e| format!("schema text is not UTF-8: {e}"))?;
-    let schema = AvroSchema::parse_str(text).map_err(|e| format!("invalid Avro schema: {e}"))?;
+    // apache-avro 0.21 panics on some invalid names (`unwrap` in `Name::parse`) instead of
+    // returning an error: a schema the service answers with must not take the plugin down.
+    let parsed = std::panic::catch_unwind(|| AvroSchema::parse_str(text)).map_err(|panic| {
+        let detail = panic
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| panic.downcast_ref::<&str>().copied())
+            .unwrap_or("the Avro library panicked");
+        format!("invalid Avro schema: {detail}")
+    })?;
+    let schema = parsed.map_err(|e| format!("invalid Avro schema: {e}"))?;
     match &schema {
         AvroSchema::Record(_) | AvroSchema::Map(_) | AvroSchema::Union(_) => {}
         other => {
@@ -784,6 +797,9 @@ fn schema_kind(schema: &AvroSchema) -> String {
 
 /// Decodes one Avro binary datum (no header) into structured data.
 fn decode_datum(bytes: &[u8], schema: &CachedSchema) -> Result<prost_types::Struct, String> {
+    // apache-avro trusts the datum's lengths and nesting; refuse what would exhaust memory or
+    // the stack first.
+    super::avro_bounds::check_datum(bytes, &schema.schema, &schema.names)?;
     let mut reader = bytes;
     let value = apache_avro::from_avro_datum(&schema.schema, &mut reader, None)
         .map_err(|e| e.to_string())?;

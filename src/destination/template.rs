@@ -58,6 +58,9 @@ impl RecordTemplate {
         registry
             .register_template_string(NAME, source)
             .map_err(|e| TemplateError::Syntax(e.to_string()))?;
+        if let Some(template) = registry.get_template(NAME) {
+            refuse_unbounded_recursion(template)?;
+        }
         Ok(RecordTemplate {
             registry,
             source: source.to_string(),
@@ -91,6 +94,48 @@ impl RecordTemplate {
             .render(NAME, context)
             .map_err(|e| TemplateError::Render(e.to_string()))
     }
+}
+
+/// Blocks (`{{#if}}`, `{{#each}}`, ...) nested deeper than this are refused: Handlebars
+/// renders them by recursion (a few hundred levels overflow a 2 MiB stack in a debug build).
+pub const MAX_BLOCK_DEPTH: usize = 64;
+
+/// Refuses what Handlebars would render by unbounded recursion, which overflows the stack and
+/// aborts the process: partials (no partials are registered here and a partition key has no use
+/// for them, but an inline one can use itself, `{{#*inline "p"}}{{> p}}{{/inline}}{{> p}}`, and
+/// `{{> t}}` names the template itself) and blocks nested deeper than [`MAX_BLOCK_DEPTH`].
+fn refuse_unbounded_recursion(template: &handlebars::Template) -> Result<(), TemplateError> {
+    use handlebars::template::TemplateElement as E;
+    let mut pending = vec![(template, 0)];
+    while let Some((template, depth)) = pending.pop() {
+        if depth > MAX_BLOCK_DEPTH {
+            return Err(TemplateError::Syntax(format!(
+                "nests blocks more than {MAX_BLOCK_DEPTH} deep"
+            )));
+        }
+        for element in &template.elements {
+            match element {
+                E::PartialExpression(_) | E::PartialBlock(_) => {
+                    return Err(TemplateError::Syntax(
+                        "uses a partial ({{> ...}}), which this connector does not support (a \
+                         partial can recurse without end): write the text out instead"
+                            .to_string(),
+                    ))
+                }
+                E::HelperBlock(helper) => pending.extend(
+                    [&helper.template, &helper.inverse]
+                        .into_iter()
+                        .flatten()
+                        .map(|body| (body, depth + 1)),
+                ),
+                E::DecoratorBlock(decorator) => {
+                    pending.extend(decorator.template.iter().map(|body| (body, depth + 1)))
+                }
+                _ => {}
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Rewrites common Go-template forms into their Handlebars equivalents, for error messages.
