@@ -170,7 +170,8 @@ pub fn parse_service_error(
         .map(sanitize_error_code)
         .filter(|code| !code.is_empty())
         .map(str::to_string);
-    let message = match shape.message {
+    // An empty message says nothing: fall back to what the status and body tell.
+    let message = match shape.message.filter(|message| !message.trim().is_empty()) {
         Some(message) => message.into_owned(),
         None if body.is_empty() => format!("HTTP status {status}"),
         None if protocol == Protocol::Cbor => {
@@ -517,6 +518,19 @@ fn credentials_error(error: CredentialsError) -> RequestError {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn an_empty_error_message_falls_back_to_the_status_and_body() {
+        let body = br#"{"__type":"ValidationException","message":" "}"#;
+        let error = parse_service_error(400, None, Protocol::Json, body);
+        assert_eq!(error.code.as_deref(), Some("ValidationException"));
+        assert!(
+            error.message.starts_with("HTTP status 400: "),
+            "{}",
+            error.message
+        );
+    }
+
     use super::*;
 
     #[test]

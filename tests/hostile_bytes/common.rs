@@ -6,15 +6,23 @@ use std::path::PathBuf;
 
 use proptest::prelude::*;
 use proptest::sample::Index;
-use proptest::test_runner::Config;
+use proptest::test_runner::{Config, RngSeed};
 
 /// Proptest settings for every property here: few cases (the machine is slow and runs debug
 /// builds), no failure files (regressions go into `tests/corpus/` deliberately).
+/// `cases` generated inputs per property, from a fixed seed so that CI runs the same inputs
+/// every time; `PROPTEST_RNG_SEED=<n>` explores other inputs.
 pub fn config(cases: u32) -> Config {
+    let default = Config::default();
+    let rng_seed = match std::env::var_os("PROPTEST_RNG_SEED") {
+        Some(_) => default.rng_seed,
+        None => RngSeed::Fixed(0x6b69_6e65_7369_7321),
+    };
     Config {
         cases,
         failure_persistence: None,
-        ..Config::default()
+        rng_seed,
+        ..default
     }
 }
 
