@@ -8,6 +8,7 @@ pub mod key;
 pub mod put;
 pub mod rate;
 pub mod retry;
+pub mod rfc3339;
 pub mod schema;
 pub mod settings;
 pub mod template;

@@ -1,13 +1,11 @@
 //! `row/json`: `payload.after` as a flat JSON object plus the operation and a timestamp (see
 //! [`RecordFormat::RowJson`](super::RecordFormat::RowJson)).
-
-use std::io::Write as _;
-
 use super::go_json::{write_go_string, write_struct_fields};
 use super::json_parser::{write_json_members, Json, Numbers, Parser};
 use super::{
     metadata_nanos, non_empty, size_hint, FormatError, METADATA_CREATED_AT, METADATA_READ_AT,
 };
+use crate::destination::rfc3339::{self, Fraction};
 use crate::destination::template::operation_name;
 use crate::proto::opencdc::v1::{data, Operation, Record};
 
@@ -86,7 +84,8 @@ pub(super) fn encode_row(
             .or_else(|| metadata_nanos(r, METADATA_READ_AT))
             .unwrap_or_else(now_nanos);
         out.push(b'"');
-        write_rfc3339_micros(&mut out, nanos);
+        let written = rfc3339::write_utc(&mut out, i128::from(nanos), Fraction::Micros);
+        debug_assert!(written, "every i64 of nanoseconds is within years 0-9999");
         out.push(b'"');
         first = false;
     }
@@ -111,37 +110,6 @@ fn now_nanos() -> i64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))
         .unwrap_or(0)
-}
-
-/// Unix nanoseconds as `YYYY-MM-DDTHH:MM:SS.ffffffZ` (truncated to microseconds).
-fn write_rfc3339_micros(out: &mut Vec<u8>, nanos: i64) {
-    let micros = nanos.div_euclid(1_000);
-    let secs = micros.div_euclid(1_000_000);
-    let frac = micros.rem_euclid(1_000_000);
-    let days = secs.div_euclid(86_400);
-    let sod = secs.rem_euclid(86_400);
-    let (year, month, day) = civil_from_days(days);
-    let _ = write!(
-        out,
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{frac:06}Z",
-        sod / 3600,
-        sod / 60 % 60,
-        sod % 60
-    );
-}
-
-/// Days since 1970-01-01 → (year, month, day), proleptic Gregorian (H. Hinnant's algorithm).
-fn civil_from_days(days: i64) -> (i64, i64, i64) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    (year, month, day)
 }
 
 #[cfg(test)]
@@ -259,22 +227,5 @@ mod tests {
             regex::Regex::new(r#"^\{"op_timestamp":"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z"\}$"#)
                 .unwrap();
         assert!(pattern.is_match(&json), "{json}");
-    }
-
-    #[test]
-    fn rfc3339_micros() {
-        for (nanos, want) in [
-            (0, "1970-01-01T00:00:00.000000Z"),
-            (999, "1970-01-01T00:00:00.000000Z"),
-            (-1, "1969-12-31T23:59:59.999999Z"),
-            (951_782_400_000_000_000, "2000-02-29T00:00:00.000000Z"),
-            (1_795_341_600_123_456_789, "2026-11-22T10:00:00.123456Z"),
-            (i64::MAX, "2262-04-11T23:47:16.854775Z"),
-            (i64::MIN, "1677-09-21T00:12:43.145224Z"),
-        ] {
-            let mut out = Vec::new();
-            write_rfc3339_micros(&mut out, nanos);
-            assert_eq!(String::from_utf8(out).unwrap(), want, "{nanos}");
-        }
     }
 }

@@ -9,6 +9,8 @@ use apache_avro::Schema as AvroSchema;
 use base64::Engine as _;
 use prost_types::value::Kind;
 
+use crate::destination::rfc3339::{self, Fraction};
+
 /// A fetched and parsed schema.
 pub(super) struct CachedSchema {
     pub(super) schema: AvroSchema,
@@ -187,35 +189,10 @@ fn float32_as_go_json(f: f32) -> f64 {
 /// A timestamp as Go's `time.Time` JSON form (RFC 3339 with trimmed nanoseconds, UTC); the raw
 /// number when outside years 0–9999 (Go's encoder refuses those).
 fn timestamp_kind(unix_nanos: i128, raw: f64) -> Kind {
-    match rfc3339_nano(unix_nanos) {
+    match rfc3339::utc_string(unix_nanos, Fraction::TrimmedNanos) {
         Some(s) => Kind::StringValue(s),
         None => Kind::NumberValue(raw),
     }
-}
-
-/// Go's `time.RFC3339Nano` layout for a UTC instant.
-pub(crate) fn rfc3339_nano(unix_nanos: i128) -> Option<String> {
-    let t = time::OffsetDateTime::from_unix_timestamp_nanos(unix_nanos).ok()?;
-    if !(0..=9999).contains(&t.year()) {
-        return None;
-    }
-    let mut s = format!(
-        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}",
-        t.year(),
-        u8::from(t.month()),
-        t.day(),
-        t.hour(),
-        t.minute(),
-        t.second()
-    );
-    let nanos = t.nanosecond();
-    if nanos != 0 {
-        let fraction = format!("{nanos:09}");
-        s.push('.');
-        s.push_str(fraction.trim_end_matches('0'));
-    }
-    s.push('Z');
-    Some(s)
 }
 
 /// The exact decimal text of a two's-complement big-endian unscaled value with `scale`
@@ -561,18 +538,6 @@ mod tests {
         assert_eq!(
             decimal_string(&[0x01, 0, 0, 0, 0, 0, 0, 0, 0, 0], 4),
             "472236648286964521.3696"
-        );
-    }
-
-    #[test]
-    fn go_time_layout() {
-        assert_eq!(rfc3339_nano(0).unwrap(), "1970-01-01T00:00:00Z");
-        assert_eq!(rfc3339_nano(-1).unwrap(), "1969-12-31T23:59:59.999999999Z");
-        assert_eq!(rfc3339_nano(1_000_000).unwrap(), "1970-01-01T00:00:00.001Z");
-        assert!(rfc3339_nano(-62_167_219_200_000_000_001).is_none()); // before year 0
-        assert_eq!(
-            rfc3339_nano(-62_167_219_200_000_000_000).unwrap(),
-            "0000-01-01T00:00:00Z"
         );
     }
 
