@@ -26,7 +26,7 @@ use super::key::KeyStrategy;
 use super::put::{PutEntry, PutRecordsClient};
 use super::rate::RateLimiter;
 use super::retry::RetryPolicy;
-use super::settings::{CreateMode, StreamTarget};
+use super::settings::{CreateMode, DestinationSettings, StreamTarget};
 use super::template::RecordTemplate;
 use crate::aws::signed::Protocol;
 use crate::aws::{KinesisConnection, StreamRef};
@@ -74,6 +74,37 @@ pub struct WriterConfig {
     pub batch_delay: Duration,
     pub retry: RetryPolicy,
     pub rate: Option<RateLimiter>,
+}
+
+impl WriterConfig {
+    /// The writer configuration `settings` call for, encoding with `encoder` and (when
+    /// schema decoding is on) decoding with `decoder`. The one place the destination and the
+    /// CLI's `produce` build it.
+    pub fn from_settings(
+        settings: &DestinationSettings,
+        encoder: Arc<dyn Encode>,
+        decoder: Option<Arc<dyn Decode>>,
+    ) -> WriterConfig {
+        WriterConfig {
+            target: settings.target.clone(),
+            partition_key: settings.partition_key.clone(),
+            explicit_hash_key: settings.explicit_hash_key.clone(),
+            encoder,
+            decoder,
+            auto_create: settings.auto_create,
+            max_record_size: settings.max_record_size,
+            concurrency: settings.concurrency,
+            protocol: settings.protocol,
+            limits: BatchLimits {
+                max_entries: settings.batch_size,
+                strict_ordering: settings.strict_ordering,
+                ..BatchLimits::default()
+            },
+            batch_delay: settings.batch_delay,
+            retry: settings.retry,
+            rate: RateLimiter::new(settings.rate_per_second, settings.rate_burst),
+        }
+    }
 }
 
 /// A record ready for PutRecords.
