@@ -8,7 +8,7 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 
 use super::catalog::StreamCatalog;
-use super::prepare::describe_position;
+use super::error::RecordError;
 use super::{Backlog, Entry, WriterConfig};
 use crate::aws::StreamRef;
 use crate::destination::batch::{Batch, BatchEntry, BatchLimits, Offer, MAX_REQUEST_BYTES};
@@ -178,8 +178,8 @@ impl Lane {
             Ok(info) => info,
             Err(reason) => {
                 for entry in entries {
-                    let position = describe_position(&entry.position);
-                    entry.resolve(Err(format!("record at position {position}: {reason}")));
+                    let reason = reason.clone();
+                    entry.fail(|position| RecordError::NotSent { position, reason });
                 }
                 return;
             }
@@ -188,13 +188,12 @@ impl Lane {
         for entry in entries {
             let size = entry.size();
             if size > info.max_record_size {
-                let position = describe_position(&entry.position);
-                entry.resolve(Err(format!(
-                    "record at position {position} is {size} bytes (data plus partition key), over the \
-                     limit of {} bytes of stream {:?}: shrink it (for example with a processor), raise the \
-                     stream's MaxRecordSizeInKiB, or route it elsewhere",
-                    info.max_record_size, stream.name
-                )));
+                entry.fail(|position| RecordError::TooLarge {
+                    position,
+                    size,
+                    limit: info.max_record_size,
+                    stream: stream.name.clone(),
+                });
             } else {
                 pending.push(entry);
             }
@@ -220,12 +219,12 @@ impl Lane {
             if !policy.may_retry(attempts) {
                 let reason = last_error.unwrap_or_else(|| "unknown error".into());
                 for entry in pending {
-                    let position = describe_position(&entry.position);
-                    entry.resolve(Err(format!(
-                        "record at position {position} was not written to stream {:?} after {attempts} \
-                         attempts: {reason}",
-                        stream.name
-                    )));
+                    entry.fail(|position| RecordError::RetriesExhausted {
+                        position,
+                        stream: stream.name.clone(),
+                        attempts,
+                        reason: reason.clone(),
+                    });
                 }
                 return;
             }
@@ -269,11 +268,12 @@ impl Lane {
                             retry.push(entry);
                         }
                         EntryVerdict::Reject { code, message } => {
-                            let position = describe_position(&entry.position);
-                            entry.resolve(Err(format!(
-                                "record at position {position} was rejected by stream {:?}: {code}: {message}",
-                                stream.name
-                            )));
+                            entry.fail(|position| RecordError::Rejected {
+                                position,
+                                stream: stream.name.clone(),
+                                code,
+                                message,
+                            });
                         }
                     }
                 }
@@ -293,21 +293,21 @@ impl Lane {
                     CallVerdict::StreamMissing => {
                         self.catalog.forget(stream);
                         for entry in entries {
-                            let position = describe_position(&entry.position);
-                            entry.resolve(Err(format!(
-                                "record at position {position}: stream {:?} does not exist ({reason})",
-                                stream.name
-                            )));
+                            entry.fail(|position| RecordError::StreamMissing {
+                                position,
+                                stream: stream.name.clone(),
+                                reason: reason.clone(),
+                            });
                         }
                         (Vec::new(), None)
                     }
                     CallVerdict::RejectAll => {
                         for entry in entries {
-                            let position = describe_position(&entry.position);
-                            entry.resolve(Err(format!(
-                                "record at position {position} was not written to stream {:?}: {reason}",
-                                stream.name
-                            )));
+                            entry.fail(|position| RecordError::CallRejected {
+                                position,
+                                stream: stream.name.clone(),
+                                reason: reason.clone(),
+                            });
                         }
                         (Vec::new(), None)
                     }

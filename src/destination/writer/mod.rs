@@ -7,6 +7,7 @@
 //! that failed before it starts the next call, so records of one key are never reordered.
 
 mod catalog;
+mod error;
 mod lane;
 mod outcome;
 mod prepare;
@@ -33,10 +34,11 @@ use crate::aws::{KinesisConnection, StreamRef};
 use crate::plugin::{Record, WriteOutcome};
 use catalog::StreamCatalog;
 pub use catalog::StreamInfo;
+pub use error::{describe_position, RecordError};
 use lane::Lane;
 use outcome::{Group, GroupOutcomes, OutcomeSlot};
 use prepare::prepare_loop;
-pub use prepare::{describe_position, prepare_record, PreparedRecord};
+pub use prepare::{prepare_record, PreparedRecord};
 
 /// Kinesis' default record size limit (data plus partition key).
 pub const DEFAULT_MAX_RECORD_SIZE: usize = 1024 * 1024;
@@ -141,6 +143,12 @@ impl BatchEntry for Entry {
 impl Entry {
     fn resolve(self, outcome: WriteOutcome) {
         self.outcome.resolve(outcome);
+    }
+
+    /// Nacks the entry with the error `error` makes of its position.
+    fn fail(mut self, error: impl FnOnce(Vec<u8>) -> RecordError) {
+        let position = std::mem::take(&mut self.position);
+        self.resolve(Err(error(position).to_string()));
     }
 }
 

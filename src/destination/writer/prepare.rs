@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use tokio::sync::mpsc;
 
+use super::error::{describe_position, RecordError};
 use super::outcome::Group;
 use super::{Backlog, Entry, WriterConfig};
 use crate::aws::StreamRef;
@@ -14,20 +15,6 @@ use crate::destination::settings::{stream_ref_from_rendered, StreamTarget};
 use crate::plugin::Record;
 
 const COLLECTION: &str = "opencdc.collection";
-
-/// How a position is named in messages: as text when it is text.
-pub fn describe_position(position: &[u8]) -> String {
-    match std::str::from_utf8(position) {
-        Ok(text) if !text.chars().any(char::is_control) => format!("{text:?}"),
-        _ => {
-            use base64::Engine;
-            format!(
-                "base64:{}",
-                base64::engine::general_purpose::STANDARD.encode(position)
-            )
-        }
-    }
-}
 
 pub(super) async fn prepare_loop(
     config: Arc<WriterConfig>,
@@ -44,10 +31,12 @@ pub(super) async fn prepare_loop(
         for (mut record, outcome) in group.records.into_iter().zip(group.outcomes) {
             if let Some(decoder) = config.decoder.as_ref().filter(|d| d.applies_to(&record)) {
                 if let Err(e) = decoder.decode(&mut record).await {
-                    outcome.resolve(Err(format!(
-                        "record at position {}: {e}",
-                        describe_position(&record.position)
-                    )));
+                    let position = std::mem::take(&mut record.position);
+                    let error = RecordError::NotSent {
+                        position,
+                        reason: e,
+                    };
+                    outcome.resolve(Err(error.to_string()));
                     continue;
                 }
             }
@@ -70,10 +59,9 @@ pub(super) async fn prepare_loop(
                     }
                 }
                 Err(reason) => {
-                    outcome.resolve(Err(format!(
-                        "record at position {}: {reason}",
-                        describe_position(&record.position)
-                    )));
+                    let position = std::mem::take(&mut record.position);
+                    let error = RecordError::NotSent { position, reason };
+                    outcome.resolve(Err(error.to_string()));
                 }
             }
         }
