@@ -12,8 +12,8 @@ use super::error::RecordError;
 use super::{Backlog, Entry, WriterConfig};
 use crate::aws::StreamRef;
 use crate::destination::batch::{Batch, BatchEntry, BatchLimits, Offer, MAX_REQUEST_BYTES};
-use crate::destination::put::{CallError, PutRecordsClient};
-use crate::destination::retry::{call_verdict, entry_verdict, CallVerdict, EntryVerdict};
+use crate::destination::put::PutRecordsSender;
+use crate::destination::retry::{CallVerdict, EntryVerdict};
 
 /// How long a partial call waits for records still being prepared.
 const FILL_WAIT: Duration = Duration::from_millis(50);
@@ -89,8 +89,9 @@ impl Gathering {
     }
 }
 
-pub(super) struct Lane {
-    pub(super) put: Arc<PutRecordsClient>,
+/// `S` sends the calls: Kinesis, or an in-memory fake in tests.
+pub(super) struct Lane<S> {
+    pub(super) put: Arc<S>,
     pub(super) config: Arc<WriterConfig>,
     pub(super) catalog: Arc<StreamCatalog>,
     pub(super) backlog: Arc<Backlog>,
@@ -99,7 +100,7 @@ pub(super) struct Lane {
     pub(super) deferred: VecDeque<Entry>,
 }
 
-impl Lane {
+impl<S: PutRecordsSender> Lane<S> {
     pub(super) async fn run(mut self) {
         while let Some(batch) = self.next_batch().await {
             self.write(batch).await;
@@ -259,7 +260,7 @@ impl Lane {
                 for (entry, result) in entries.into_iter().zip(results) {
                     let verdict = match &result {
                         None => EntryVerdict::Written,
-                        Some(failure) => entry_verdict(Some(&failure.code), Some(&failure.message)),
+                        Some(failure) => failure.verdict(),
                     };
                     match verdict {
                         EntryVerdict::Written => entry.resolve(Ok(())),
@@ -279,16 +280,9 @@ impl Lane {
                 }
                 (retry, last_error)
             }
-            Err(CallError {
-                failure,
-                code,
-                message,
-            }) => {
-                let reason = match &code {
-                    Some(code) => format!("{code}: {message}"),
-                    None => message,
-                };
-                match call_verdict(failure, code.as_deref()) {
+            Err(error) => {
+                let reason = error.reason();
+                match error.verdict() {
                     CallVerdict::RetryAll => (entries, Some(reason)),
                     CallVerdict::StreamMissing => {
                         self.catalog.forget(stream);

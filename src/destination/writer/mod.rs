@@ -11,6 +11,8 @@ mod error;
 mod lane;
 mod outcome;
 mod prepare;
+#[cfg(test)]
+mod tests;
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -24,7 +26,7 @@ use tokio::task::JoinHandle;
 
 use super::batch::{BatchEntry, BatchLimits};
 use super::key::KeyStrategy;
-use super::put::{PutEntry, PutRecordsClient};
+use super::put::{PutEntry, PutRecordsClient, PutRecordsSender};
 use super::rate::RateLimiter;
 use super::retry::RetryPolicy;
 use super::settings::{CreateMode, DestinationSettings, StreamTarget};
@@ -183,10 +185,10 @@ impl Writer {
         Ok(Writer::start(connection.client, put, config, known))
     }
 
-    /// `client` describes and creates streams; `put` writes.
+    /// `client` describes and creates streams; `put` sends the PutRecords calls.
     pub fn start(
         client: Client,
-        put: PutRecordsClient,
+        put: impl PutRecordsSender,
         config: WriterConfig,
         known: Vec<(StreamRef, StreamInfo)>,
     ) -> Writer {
