@@ -23,11 +23,10 @@ use super::common::{
 };
 use super::input::{read_rows, InputKind, Item, Row};
 use crate::aws;
-use crate::destination::batch::{BatchLimits, MAX_ENTRIES};
+use crate::destination::batch::MAX_ENTRIES;
 use crate::destination::format::{
     RecordFormat, ROW_DEFAULT_OP_TIMESTAMP_FIELD, ROW_DEFAULT_OP_TYPE_FIELD,
 };
-use crate::destination::rate::RateLimiter;
 use crate::destination::settings::{DestinationSettings, StreamTarget};
 use crate::destination::writer::{
     prepare_record, StreamInfo, Writer, WriterConfig, DEFAULT_MAX_RECORD_SIZE,
@@ -314,23 +313,9 @@ fn writer_setup(options: &Options) -> Result<(DestinationSettings, WriterConfig)
     let format =
         RecordFormat::from_settings(&settings.format, &settings.format_options).map_err(message)?;
     let config = WriterConfig {
-        target: settings.target.clone(),
-        partition_key: settings.partition_key.clone(),
-        explicit_hash_key: settings.explicit_hash_key.clone(),
-        encoder: Arc::new(format),
-        decoder: None,
+        // produce writes to one existing stream, and its rows are not schema-encoded.
         auto_create: None,
-        max_record_size: settings.max_record_size,
-        concurrency: settings.concurrency,
-        protocol: settings.protocol,
-        limits: BatchLimits {
-            max_entries: settings.batch_size,
-            strict_ordering: settings.strict_ordering,
-            ..BatchLimits::default()
-        },
-        batch_delay: settings.batch_delay,
-        retry: settings.retry,
-        rate: RateLimiter::new(settings.rate_per_second, settings.rate_burst),
+        ..WriterConfig::from_settings(&settings, Arc::new(format), None)
     };
     Ok((settings, config))
 }

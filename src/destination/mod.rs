@@ -9,6 +9,7 @@ pub mod key;
 pub mod put;
 pub mod rate;
 pub mod retry;
+pub mod rfc3339;
 pub mod schema;
 pub mod settings;
 pub mod template;
@@ -20,7 +21,6 @@ use crate::aws;
 use crate::connection::LifecycleError;
 use crate::plugin::env::PluginEnv;
 use crate::plugin::{BoxError, Destination, RawConfig, Record, WriteFuture};
-use batch::BatchLimits;
 use format::RecordFormat;
 use schema::SchemaDecoder;
 use settings::{DestinationSettings, StreamTarget};
@@ -117,25 +117,7 @@ impl Destination for KinesisDestination {
                     settings.decode_key_schema,
                 )) as Arc<dyn Decode>
             });
-        let config = WriterConfig {
-            target: settings.target.clone(),
-            partition_key: settings.partition_key.clone(),
-            explicit_hash_key: settings.explicit_hash_key.clone(),
-            encoder: Arc::new(format),
-            decoder,
-            auto_create: settings.auto_create,
-            max_record_size: settings.max_record_size,
-            concurrency: settings.concurrency,
-            protocol: settings.protocol,
-            limits: BatchLimits {
-                max_entries: settings.batch_size,
-                strict_ordering: settings.strict_ordering,
-                ..BatchLimits::default()
-            },
-            batch_delay: settings.batch_delay,
-            retry: settings.retry,
-            rate: rate::RateLimiter::new(settings.rate_per_second, settings.rate_burst),
-        };
+        let config = WriterConfig::from_settings(&settings, Arc::new(format), decoder);
         let writer = Writer::connect(connection, config, known)
             .map_err(|detail| LifecycleError::Aws(aws::AwsError::HttpClient { detail }))?;
         self.writer = Some(writer);

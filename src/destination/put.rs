@@ -4,12 +4,13 @@
 //! the default) or AWS JSON 1.1 (data as base64), and the response is read with borrowed
 //! strings. The body encoders and the response parsers are pure functions, tested below.
 
+use std::future::Future;
 use std::time::Duration;
 
 use http_body_util::BodyExt;
 use serde::Deserialize;
 
-use super::retry::CallFailure;
+use super::retry::{call_verdict, entry_verdict, CallFailure, CallVerdict, EntryVerdict};
 use crate::aws::cbor;
 use crate::aws::signed::{
     HttpVersions, Protocol, RequestError, RequestFailure, Resource, ServiceError, SignedClient,
@@ -113,10 +114,18 @@ fn write_json_string(body: &mut Vec<u8>, text: &str) {
 }
 
 /// Why one entry was not written.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{code}: {message}")]
 pub struct EntryFailure {
     pub code: String,
     pub message: String,
+}
+
+impl EntryFailure {
+    /// Whether the entry is worth another attempt (throttled, an internal failure) or rejected.
+    pub fn verdict(&self) -> EntryVerdict {
+        entry_verdict(Some(&self.code), Some(&self.message))
+    }
 }
 
 /// One result per entry, in request order: `None` when the entry was written.
@@ -227,6 +236,20 @@ pub struct CallError {
 }
 
 impl CallError {
+    /// What the failure means for the call's entries: all worth another attempt, the stream
+    /// does not exist, or all rejected.
+    pub fn verdict(&self) -> CallVerdict {
+        call_verdict(self.failure, self.code.as_deref())
+    }
+
+    /// `code: message`, or the message when the failure has no code.
+    pub fn reason(&self) -> String {
+        match &self.code {
+            Some(code) => format!("{code}: {}", self.message),
+            None => self.message.clone(),
+        }
+    }
+
     fn transport(message: String) -> CallError {
         CallError {
             failure: CallFailure::Transport,
@@ -235,6 +258,14 @@ impl CallError {
         }
     }
 }
+
+impl std::fmt::Display for CallError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.reason())
+    }
+}
+
+impl std::error::Error for CallError {}
 
 impl From<RequestError> for CallError {
     fn from(error: RequestError) -> Self {
@@ -260,7 +291,21 @@ fn call_error(error: ServiceError) -> CallError {
     }
 }
 
-/// Sends PutRecords calls. Cheap to share between lanes.
+/// Sends PutRecords calls: the seam between the writer and the service. [`PutRecordsClient`]
+/// sends them to Kinesis; the writer's tests answer them in memory.
+pub trait PutRecordsSender: Send + Sync + 'static {
+    /// One PutRecords call for `entries` (at most 500, within 5 MiB) to `stream`: one result
+    /// per entry in request order (`None` when written, else why not; see
+    /// [`EntryFailure::verdict`]), or why the call failed as a whole (see
+    /// [`CallError::verdict`]).
+    fn put_records<E: PutEntry + Sync>(
+        &self,
+        stream: &StreamRef,
+        entries: &[E],
+    ) -> impl Future<Output = Result<EntryResults, CallError>> + Send;
+}
+
+/// Sends PutRecords calls to Kinesis. Cheap to share between lanes.
 pub struct PutRecordsClient {
     client: SignedClient,
     protocol: Protocol,
@@ -279,9 +324,10 @@ impl PutRecordsClient {
             protocol,
         })
     }
+}
 
-    /// One PutRecords call for `entries` (at most 500, within 5 MiB) to `stream`.
-    pub async fn put_records<E: PutEntry>(
+impl PutRecordsSender for PutRecordsClient {
+    async fn put_records<E: PutEntry + Sync>(
         &self,
         stream: &StreamRef,
         entries: &[E],

@@ -1,0 +1,155 @@
+//! Why a record was not written: the nack reasons of the writer, each naming the record by its
+//! position.
+
+/// How a position is named in messages: as text when it is text.
+pub fn describe_position(position: &[u8]) -> String {
+    match std::str::from_utf8(position) {
+        Ok(text) if !text.chars().any(char::is_control) => format!("{text:?}"),
+        _ => {
+            use base64::Engine;
+            format!(
+                "base64:{}",
+                base64::engine::general_purpose::STANDARD.encode(position)
+            )
+        }
+    }
+}
+
+/// A record that was not written, and why. Its text is the nack reason.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RecordError {
+    /// Not sent at all: it could not be decoded, routed, keyed or encoded, or its stream could
+    /// not be described (or created).
+    #[error("record at position {}: {reason}", describe_position(.position))]
+    NotSent { position: Vec<u8>, reason: String },
+    /// Larger than the stream takes.
+    #[error(
+        "record at position {} is {size} bytes (data plus partition key), over the limit of \
+         {limit} bytes of stream {stream:?}: shrink it (for example with a processor), raise \
+         the stream's MaxRecordSizeInKiB, or route it elsewhere",
+        describe_position(.position)
+    )]
+    TooLarge {
+        position: Vec<u8>,
+        size: usize,
+        limit: usize,
+        stream: String,
+    },
+    /// PutRecords answered a per-entry error that is not worth retrying.
+    #[error(
+        "record at position {} was rejected by stream {stream:?}: {code}: {message}",
+        describe_position(.position)
+    )]
+    Rejected {
+        position: Vec<u8>,
+        stream: String,
+        code: String,
+        message: String,
+    },
+    /// The call failed because the stream does not exist.
+    #[error(
+        "record at position {}: stream {stream:?} does not exist ({reason})",
+        describe_position(.position)
+    )]
+    StreamMissing {
+        position: Vec<u8>,
+        stream: String,
+        reason: String,
+    },
+    /// The call failed with an error that is not worth retrying.
+    #[error(
+        "record at position {} was not written to stream {stream:?}: {reason}",
+        describe_position(.position)
+    )]
+    CallRejected {
+        position: Vec<u8>,
+        stream: String,
+        reason: String,
+    },
+    /// Every attempt failed with a retriable error; `reason` is the last one.
+    #[error(
+        "record at position {} was not written to stream {stream:?} after {attempts} attempts: \
+         {reason}",
+        describe_position(.position)
+    )]
+    RetriesExhausted {
+        position: Vec<u8>,
+        stream: String,
+        attempts: u32,
+        reason: String,
+    },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn positions_are_named_as_text_when_they_are_text() {
+        assert_eq!(describe_position(b"offset-7"), "\"offset-7\"");
+        assert_eq!(describe_position(b"a\nb"), "base64:YQpi");
+        assert_eq!(describe_position(&[0xff, 0]), "base64:/wA=");
+    }
+
+    #[test]
+    fn messages_name_the_position_and_the_stream() {
+        let position = b"p-1".to_vec();
+        let stream = "orders".to_string();
+        for (error, text) in [
+            (
+                RecordError::NotSent {
+                    position: position.clone(),
+                    reason: "the stream template failed".into(),
+                },
+                r#"record at position "p-1": the stream template failed"#,
+            ),
+            (
+                RecordError::TooLarge {
+                    position: position.clone(),
+                    size: 2_000_000,
+                    limit: 1_048_576,
+                    stream: stream.clone(),
+                },
+                "record at position \"p-1\" is 2000000 bytes (data plus partition key), over the \
+                 limit of 1048576 bytes of stream \"orders\": shrink it (for example with a \
+                 processor), raise the stream's MaxRecordSizeInKiB, or route it elsewhere",
+            ),
+            (
+                RecordError::Rejected {
+                    position: position.clone(),
+                    stream: stream.clone(),
+                    code: "KMSAccessDeniedException".into(),
+                    message: "no".into(),
+                },
+                r#"record at position "p-1" was rejected by stream "orders": KMSAccessDeniedException: no"#,
+            ),
+            (
+                RecordError::StreamMissing {
+                    position: position.clone(),
+                    stream: stream.clone(),
+                    reason: "ResourceNotFoundException: gone".into(),
+                },
+                r#"record at position "p-1": stream "orders" does not exist (ResourceNotFoundException: gone)"#,
+            ),
+            (
+                RecordError::CallRejected {
+                    position: position.clone(),
+                    stream: stream.clone(),
+                    reason: "ValidationException: bad".into(),
+                },
+                r#"record at position "p-1" was not written to stream "orders": ValidationException: bad"#,
+            ),
+            (
+                RecordError::RetriesExhausted {
+                    position,
+                    stream,
+                    attempts: 3,
+                    reason: "InternalFailure: x".into(),
+                },
+                r#"record at position "p-1" was not written to stream "orders" after 3 attempts: InternalFailure: x"#,
+            ),
+        ] {
+            assert_eq!(error.to_string(), text);
+        }
+    }
+}

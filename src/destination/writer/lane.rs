@@ -1,0 +1,354 @@
+//! A lane: gathers entries into PutRecords calls, sends one call at a time and retries only
+//! the entries that failed before it starts the next call.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+
+use super::catalog::StreamCatalog;
+use super::error::RecordError;
+use super::{Backlog, Entry, WriterConfig};
+use crate::aws::StreamRef;
+use crate::destination::batch::{Batch, BatchEntry, BatchLimits, Offer, MAX_REQUEST_BYTES};
+use crate::destination::put::PutRecordsSender;
+use crate::destination::retry::{CallVerdict, EntryVerdict};
+
+/// How long a partial call waits for records still being prepared.
+const FILL_WAIT: Duration = Duration::from_millis(50);
+
+/// How long a lane with a call in the making waits for more entries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Wait {
+    SendNow,
+    /// Wait for entries until then (`None`: no call in the making, wait for entries).
+    Until(Option<tokio::time::Instant>),
+}
+
+/// The deadlines of one call in the making, each set when its wait begins.
+#[derive(Debug, Default)]
+struct CallDeadlines {
+    /// `sdk.batch.delay`: once everything handed over is prepared.
+    delay: Option<tokio::time::Instant>,
+    /// [`FILL_WAIT`]: while records handed over together are still being prepared, but not
+    /// for long, since a preparer held up by another lane (throttled, retrying) must not hold
+    /// this one.
+    fill: Option<tokio::time::Instant>,
+}
+
+impl CallDeadlines {
+    fn next(
+        &mut self,
+        has_entries: bool,
+        backlog_drained: bool,
+        batch_delay: Duration,
+        now: tokio::time::Instant,
+    ) -> Wait {
+        if !has_entries {
+            return Wait::Until(None);
+        }
+        if !backlog_drained {
+            return Wait::Until(Some(*self.fill.get_or_insert(now + FILL_WAIT)));
+        }
+        if batch_delay.is_zero() {
+            return Wait::SendNow;
+        }
+        Wait::Until(Some(*self.delay.get_or_insert(now + batch_delay)))
+    }
+}
+
+async fn sleep_until_some(deadline: Option<tokio::time::Instant>) {
+    match deadline {
+        Some(deadline) => tokio::time::sleep_until(deadline).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// A call being collected and the entries that must wait for a later one, in order.
+struct Gathering {
+    batch: Batch<Entry>,
+    later: VecDeque<Entry>,
+    full: bool,
+}
+
+impl Gathering {
+    fn offer(&mut self, entry: Entry) {
+        if self.full {
+            self.later.push_back(entry);
+            return;
+        }
+        match self.batch.offer(entry) {
+            Offer::Added => {}
+            Offer::Deferred(entry) => self.later.push_back(entry),
+            Offer::Full(entry) => {
+                self.later.push_back(entry);
+                self.full = true;
+            }
+        }
+    }
+}
+
+/// `S` sends the calls: Kinesis, or an in-memory fake in tests.
+pub(super) struct Lane<S> {
+    pub(super) put: Arc<S>,
+    pub(super) config: Arc<WriterConfig>,
+    pub(super) catalog: Arc<StreamCatalog>,
+    pub(super) backlog: Arc<Backlog>,
+    pub(super) waiting: mpsc::Receiver<Vec<Entry>>,
+    /// Entries that belong to a later call, in arrival order.
+    pub(super) deferred: VecDeque<Entry>,
+}
+
+impl<S: PutRecordsSender> Lane<S> {
+    pub(super) async fn run(mut self) {
+        while let Some(batch) = self.next_batch().await {
+            self.write(batch).await;
+        }
+    }
+
+    fn limits(&self) -> BatchLimits {
+        let mut limits = self.config.limits;
+        if let Some(rate) = &self.config.rate {
+            limits.max_entries = limits.max_entries.min(rate.burst().max(1));
+        }
+        limits
+    }
+
+    /// Collects the next call: deferred entries first, then what is queued, then more for as
+    /// long as the preparer still has records to route (so calls fill up under load), then
+    /// (with sdk.batch.delay) whatever arrives before the delay ends. `None` once the lane is
+    /// closed and empty.
+    async fn next_batch(&mut self) -> Option<Batch<Entry>> {
+        let mut gathering = Gathering {
+            batch: Batch::new(self.limits()),
+            later: VecDeque::new(),
+            full: false,
+        };
+        for entry in std::mem::take(&mut self.deferred) {
+            gathering.offer(entry);
+        }
+        let mut closed = false;
+        let mut deadlines = CallDeadlines::default();
+        while !gathering.full && !gathering.batch.is_full() {
+            let drained = self.backlog.drained.notified();
+            tokio::pin!(drained);
+            drained.as_mut().enable();
+            match self.waiting.try_recv() {
+                Ok(chunk) => {
+                    chunk.into_iter().for_each(|entry| gathering.offer(entry));
+                    continue;
+                }
+                Err(mpsc::error::TryRecvError::Disconnected) => {
+                    closed = true;
+                    break;
+                }
+                Err(mpsc::error::TryRecvError::Empty) => {}
+            }
+            let wait = deadlines.next(
+                !gathering.batch.is_empty(),
+                self.backlog.is_drained(),
+                self.config.batch_delay,
+                tokio::time::Instant::now(),
+            );
+            let deadline = match wait {
+                Wait::SendNow => break,
+                Wait::Until(deadline) => deadline,
+            };
+            tokio::select! {
+                chunk = self.waiting.recv() => match chunk {
+                    Some(chunk) => chunk.into_iter().for_each(|entry| gathering.offer(entry)),
+                    None => closed = true,
+                },
+                _ = &mut drained => {}
+                _ = sleep_until_some(deadline) => break,
+            }
+        }
+        if closed && gathering.batch.is_empty() {
+            return None;
+        }
+        self.deferred = gathering.later;
+        Some(gathering.batch)
+    }
+
+    async fn write(&self, batch: Batch<Entry>) {
+        let entries = batch.into_entries();
+        let Some(first) = entries.first() else { return };
+        let stream = first.stream.clone();
+        let info = match self.catalog.info(&stream).await {
+            Ok(info) => info,
+            Err(reason) => {
+                for entry in entries {
+                    let reason = reason.clone();
+                    entry.fail(|position| RecordError::NotSent { position, reason });
+                }
+                return;
+            }
+        };
+        let mut pending = Vec::with_capacity(entries.len());
+        for entry in entries {
+            let size = entry.size();
+            if size > info.max_record_size {
+                entry.fail(|position| RecordError::TooLarge {
+                    position,
+                    size,
+                    limit: info.max_record_size,
+                    stream: stream.name.clone(),
+                });
+            } else {
+                pending.push(entry);
+            }
+        }
+        if let Some(rate) = &self.config.rate {
+            if !pending.is_empty() {
+                rate.acquire(pending.len()).await;
+            }
+        }
+        self.put_with_retries(&stream, pending).await;
+    }
+
+    async fn put_with_retries(&self, stream: &StreamRef, mut pending: Vec<Entry>) {
+        let policy = self.config.retry;
+        let mut attempts = 0;
+        while !pending.is_empty() {
+            attempts += 1;
+            let (retry, last_error) = self.put_once(stream, pending).await;
+            pending = retry;
+            if pending.is_empty() {
+                return;
+            }
+            if !policy.may_retry(attempts) {
+                let reason = last_error.unwrap_or_else(|| "unknown error".into());
+                for entry in pending {
+                    entry.fail(|position| RecordError::RetriesExhausted {
+                        position,
+                        stream: stream.name.clone(),
+                        attempts,
+                        reason: reason.clone(),
+                    });
+                }
+                return;
+            }
+            let wait = policy.backoff(attempts);
+            tracing::debug!(
+                stream = %stream.name,
+                entries = pending.len(),
+                attempt = attempts,
+                wait_ms = wait.as_millis() as u64,
+                error = last_error.as_deref().unwrap_or(""),
+                "retrying PutRecords entries"
+            );
+            tokio::time::sleep(wait).await;
+        }
+    }
+
+    /// One PutRecords call. Resolves written and rejected entries; returns those to retry and
+    /// the error that made them fail.
+    async fn put_once(
+        &self,
+        stream: &StreamRef,
+        entries: Vec<Entry>,
+    ) -> (Vec<Entry>, Option<String>) {
+        debug_assert!(
+            entries.iter().map(Entry::size).sum::<usize>() <= MAX_REQUEST_BYTES
+                || entries.len() == 1
+        );
+        match self.put.put_records(stream, &entries).await {
+            Ok(results) => {
+                let mut retry = Vec::new();
+                let mut last_error = None;
+                for (entry, result) in entries.into_iter().zip(results) {
+                    let verdict = match &result {
+                        None => EntryVerdict::Written,
+                        Some(failure) => failure.verdict(),
+                    };
+                    match verdict {
+                        EntryVerdict::Written => entry.resolve(Ok(())),
+                        EntryVerdict::Retry { code, message } => {
+                            last_error = Some(format!("{code}: {message}"));
+                            retry.push(entry);
+                        }
+                        EntryVerdict::Reject { code, message } => {
+                            entry.fail(|position| RecordError::Rejected {
+                                position,
+                                stream: stream.name.clone(),
+                                code,
+                                message,
+                            });
+                        }
+                    }
+                }
+                (retry, last_error)
+            }
+            Err(error) => {
+                let reason = error.reason();
+                match error.verdict() {
+                    CallVerdict::RetryAll => (entries, Some(reason)),
+                    CallVerdict::StreamMissing => {
+                        self.catalog.forget(stream);
+                        for entry in entries {
+                            entry.fail(|position| RecordError::StreamMissing {
+                                position,
+                                stream: stream.name.clone(),
+                                reason: reason.clone(),
+                            });
+                        }
+                        (Vec::new(), None)
+                    }
+                    CallVerdict::RejectAll => {
+                        for entry in entries {
+                            entry.fail(|position| RecordError::CallRejected {
+                                position,
+                                stream: stream.name.clone(),
+                                reason: reason.clone(),
+                            });
+                        }
+                        (Vec::new(), None)
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_partial_call_waits_for_preparation_at_most_the_fill_bound() {
+        let start = tokio::time::Instant::now();
+        let mut deadlines = CallDeadlines::default();
+        let delay = Duration::from_secs(5);
+        // Nothing gathered yet: wait for entries without a deadline.
+        assert_eq!(
+            deadlines.next(false, false, delay, start),
+            Wait::Until(None)
+        );
+        // Records still being prepared: wait, but only FILL_WAIT from the first wait, however
+        // often the lane wakes up meanwhile and however long sdk.batch.delay is.
+        let bound = Wait::Until(Some(start + FILL_WAIT));
+        assert_eq!(deadlines.next(true, false, delay, start), bound);
+        let later = start + FILL_WAIT / 2;
+        assert_eq!(deadlines.next(true, false, delay, later), bound);
+    }
+
+    #[test]
+    fn once_everything_is_prepared_the_batch_delay_decides() {
+        let start = tokio::time::Instant::now();
+        let mut deadlines = CallDeadlines::default();
+        assert_eq!(
+            deadlines.next(true, true, Duration::ZERO, start),
+            Wait::SendNow
+        );
+        let delay = Duration::from_millis(300);
+        let mut deadlines = CallDeadlines::default();
+        let expected = Wait::Until(Some(start + delay));
+        assert_eq!(deadlines.next(true, true, delay, start), expected);
+        assert_eq!(
+            deadlines.next(true, true, delay, start + Duration::from_millis(200)),
+            expected,
+            "the delay counts from the first wait, not from each wake-up"
+        );
+    }
+}
