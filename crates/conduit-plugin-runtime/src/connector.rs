@@ -56,10 +56,14 @@ pub trait Source: Send + Sync + 'static {
     /// Releases every resource. Called in any state, possibly more than once.
     async fn teardown(&mut self) -> Result<(), BoxError>;
 
+    /// Called after `configure` and before `open` the first time this connector runs, e.g. to
+    /// create what it needs upstream. The default does nothing. An error aborts the start.
     async fn lifecycle_on_created(&mut self, _config: &RawConfig) -> Result<(), BoxError> {
         Ok(())
     }
 
+    /// Called after `configure` and before `open` when the settings differ from the last
+    /// run's. The default does nothing. An error aborts the start.
     async fn lifecycle_on_updated(
         &mut self,
         _before: &RawConfig,
@@ -68,7 +72,9 @@ pub trait Source: Send + Sync + 'static {
         Ok(())
     }
 
-    /// Called without `configure`: the connector was deleted from Conduit.
+    /// Called without `configure`: the connector was deleted from Conduit, e.g. to remove
+    /// what `lifecycle_on_created` made. Gets the last settings it ran with. The default does
+    /// nothing.
     async fn lifecycle_on_deleted(&mut self, _config: &RawConfig) -> Result<(), BoxError> {
         Ok(())
     }
@@ -86,8 +92,10 @@ pub type WriteFuture =
 /// A destination writes records and reports an outcome for each, in order.
 #[async_trait]
 pub trait Destination: Send + Sync + 'static {
+    /// Validates and stores the settings. No I/O should be needed to reject bad settings.
     async fn configure(&mut self, config: &RawConfig) -> Result<(), BoxError>;
 
+    /// Prepares writing (connections, clients). Called once, after `configure`.
     async fn open(&mut self) -> Result<(), BoxError>;
 
     /// Hands records over for writing. They count as handed over when this returns, in call
@@ -95,12 +103,17 @@ pub trait Destination: Send + Sync + 'static {
     /// runtime awaits the futures in call order and acks accordingly.
     fn write(&self, records: Vec<Record>) -> WriteFuture;
 
+    /// Releases every resource. Called in any state, possibly more than once. The runtime
+    /// first ends the Run stream and drops write futures that are still pending (after a
+    /// normal Stop, Conduit has already received every ack).
     async fn teardown(&mut self) -> Result<(), BoxError>;
 
+    /// Like [`Source::lifecycle_on_created`]: the first run, after `configure`, before `open`.
     async fn lifecycle_on_created(&mut self, _config: &RawConfig) -> Result<(), BoxError> {
         Ok(())
     }
 
+    /// Like [`Source::lifecycle_on_updated`]: the settings changed since the last run.
     async fn lifecycle_on_updated(
         &mut self,
         _before: &RawConfig,
@@ -109,6 +122,8 @@ pub trait Destination: Send + Sync + 'static {
         Ok(())
     }
 
+    /// Like [`Source::lifecycle_on_deleted`]: called without `configure` after the connector
+    /// was deleted.
     async fn lifecycle_on_deleted(&mut self, _config: &RawConfig) -> Result<(), BoxError> {
         Ok(())
     }

@@ -2,43 +2,66 @@
 
 use tracing::level_filters::LevelFilter;
 
+/// The variable go-plugin sets so that a plugin knows it was started by its host.
 pub const MAGIC_COOKIE_KEY: &str = "CONDUIT_PLUGIN_MAGIC_COOKIE";
+/// Conduit's value of [`MAGIC_COOKIE_KEY`] (`pconnector.HandshakeConfig`).
 pub const MAGIC_COOKIE_VALUE: &str =
     "204e8e812c3a1bb73b838928c575b42a105dd2e9aa449be481bc4590486df53f";
+/// The application protocol versions the host offers, comma-separated in any order (`1,2`).
 pub const PROTOCOL_VERSIONS: &str = "PLUGIN_PROTOCOL_VERSIONS";
+/// The connector's ID (`<pipeline>:<connector>` for pipeline files), or a placeholder such as
+/// `load-specifications` when Conduit only asks for the specification.
 pub const CONNECTOR_ID: &str = "CONDUIT_CONNECTOR_ID";
+/// The token a plugin sends with calls to Conduit's connector utilities (schema service).
 pub const CONNECTOR_TOKEN: &str = "CONDUIT_CONNECTOR_TOKEN";
+/// Address of Conduit's connector utilities gRPC server (the schema service), e.g. `[::]:43125`.
 pub const UTILITIES_TARGET: &str = "CONDUIT_CONNECTOR_UTILITIES_GRPC_TARGET";
+/// The connector logger's level as a zerolog level name (`trace`, `debug`, `info`, ...); not set
+/// during the start-up scan.
 pub const LOG_LEVEL: &str = "CONDUIT_CONNECTOR_LOG_LEVEL";
+/// The largest gRPC message the plugin should accept, in bytes (`--connectors.max-receive-record-size`).
 pub const MAX_RECEIVE_RECORD_SIZE: &str = "CONDUIT_CONNECTOR_MAX_RECEIVE_RECORD_SIZE";
 
 /// The only application protocol version this runtime speaks.
 pub const APP_PROTOCOL_VERSION: u32 = 2;
 /// go-plugin's core protocol version.
 pub const CORE_PROTOCOL_VERSION: u32 = 1;
+/// The receive limit when [`MAX_RECEIVE_RECORD_SIZE`] is absent or unusable: Conduit's default,
+/// 4 MiB.
 pub const DEFAULT_MAX_RECEIVE_RECORD_SIZE: usize = 4 * 1024 * 1024;
 
+/// Why the process cannot serve as a plugin of the host that started it.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum HandshakeError {
+    /// The magic cookie is missing or wrong: most likely the binary was run by hand.
     #[error(
         "This binary is a plugin for Conduit (https://conduit.io). It is not meant to be executed \
          directly: put it in Conduit's connectors directory and reference it from a pipeline as \
          `standalone:kinesis`. Run it with --help for the commands it offers."
     )]
     MissingMagicCookie,
+    /// The host does not offer protocol version 2.
     #[error(
         "the host offers plugin protocol versions {offered:?} ({PROTOCOL_VERSIONS}), but this plugin \
          speaks only version 2: use Conduit v0.12 or newer"
     )]
-    UnsupportedProtocol { offered: String },
+    UnsupportedProtocol {
+        /// The raw value of [`PROTOCOL_VERSIONS`].
+        offered: String,
+    },
 }
 
 /// Settings read from the environment at start-up.
 #[derive(Debug, Clone)]
 pub struct PluginEnv {
+    /// [`CONNECTOR_ID`], when set and not blank.
     pub connector_id: Option<String>,
+    /// [`UTILITIES_TARGET`], when set and not blank.
     pub utilities_target: Option<String>,
+    /// [`LOG_LEVEL`] parsed by [`parse_log_level`]; the runtime's logger filters with it.
     pub log_level: LevelFilter,
+    /// [`MAX_RECEIVE_RECORD_SIZE`], or [`DEFAULT_MAX_RECEIVE_RECORD_SIZE`]; applied to the
+    /// source and destination services.
     pub max_receive_record_size: usize,
     token: Option<ConnectorToken>,
 }
@@ -79,10 +102,12 @@ impl PluginEnv {
         })
     }
 
+    /// Reads and checks the process environment.
     pub fn from_process() -> Result<Self, HandshakeError> {
         Self::from_lookup(|key| std::env::var(key).ok())
     }
 
+    /// Whether [`CONNECTOR_TOKEN`] was set (it is, by every Conduit since v0.11).
     pub fn has_token(&self) -> bool {
         self.token.is_some()
     }

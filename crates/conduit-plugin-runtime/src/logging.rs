@@ -51,6 +51,7 @@ pub struct JsonLines<W> {
 }
 
 impl<W> JsonLines<W> {
+    /// A layer writing to what `make_writer` returns for each line (e.g. `std::io::stderr`).
     pub fn new(make_writer: W) -> Self {
         JsonLines { make_writer }
     }

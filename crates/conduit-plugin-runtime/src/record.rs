@@ -202,6 +202,7 @@ pub struct Metadata {
 }
 
 impl Metadata {
+    /// No entries.
     pub fn new() -> Metadata {
         Metadata::default()
     }
@@ -214,10 +215,12 @@ impl Metadata {
         }
     }
 
+    /// The number of entries.
     pub fn len(&self) -> usize {
         self.entries.len()
     }
 
+    /// Whether there are no entries.
     pub fn is_empty(&self) -> bool {
         self.entries.is_empty()
     }
@@ -235,10 +238,12 @@ impl Metadata {
             .binary_search_by(|span| self.key_of(span).cmp(key))
     }
 
+    /// The value of `key`.
     pub fn get(&self, key: &str) -> Option<&str> {
         self.find(key).ok().map(|i| self.value_of(&self.entries[i]))
     }
 
+    /// Whether `key` has an entry.
     pub fn contains_key(&self, key: &str) -> bool {
         self.find(key).is_ok()
     }
@@ -261,6 +266,7 @@ impl Metadata {
         }
     }
 
+    /// Removes every entry.
     pub fn clear(&mut self) {
         self.text.clear();
         self.entries.clear();

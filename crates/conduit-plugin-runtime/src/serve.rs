@@ -56,19 +56,30 @@ pub type Factory<T> = Box<dyn Fn(&PluginEnv) -> Box<T> + Send + Sync>;
 
 /// What a connector plugin consists of.
 pub struct Plugin {
+    /// What `Specify` answers: name and version (Conduit's key for the plugin, referenced in
+    /// pipelines as `standalone:<name>`), descriptions and the parameters of both sides.
     pub specification: Specification,
+    /// Creates the source of this process. Called once per process, at start-up, also when
+    /// Conduit only wants the specification or a destination: keep it cheap and do the work
+    /// in [`Source::configure`] and [`Source::open`].
     pub new_source: Factory<dyn Source>,
+    /// Creates the destination of this process; like `new_source`.
     pub new_destination: Factory<dyn Destination>,
 }
 
+/// Why [`serve`] could not run the plugin.
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
+    /// The process was not started by a compatible host (nothing was written to stdout).
     #[error(transparent)]
     Handshake(#[from] super::env::HandshakeError),
+    /// Binding the loopback listener failed.
     #[error("could not listen on 127.0.0.1: {0}")]
     Listen(std::io::Error),
+    /// The handshake line could not be written (stdout closed).
     #[error("could not write the handshake line to stdout: {0}")]
     Stdout(std::io::Error),
+    /// The gRPC server stopped with an error.
     #[error("gRPC server failed: {0}")]
     Server(#[from] tonic::transport::Error),
 }
