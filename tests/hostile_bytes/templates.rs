@@ -62,7 +62,9 @@ fn check(source: &str) {
     WARM.call_once(|| drop(RecordTemplate::compile("{{x}}")));
     let record = sample_record();
     // Settings that also take the Go connector's Go templates translate them first.
-    let go = bounded("template", source.len(), || RecordTemplate::compile_go(source));
+    let go = bounded("template", source.len(), || {
+        RecordTemplate::compile_go(source)
+    });
     match go {
         Ok(template) => {
             if let Err(e) = template.render(&record) {
