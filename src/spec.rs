@@ -331,7 +331,11 @@ fn destination_write_params() -> Vec<Param> {
             ParamType::String,
             "Handlebars template for the partition key, over the record: `{{Key}}`, \
              `{{Payload.After.customer_id}}`, `{{lookup Metadata \"opencdc.collection\"}}`, `{{Operation}}`, \
-             `{{Position}}`. Takes precedence over partitionKeyFields. Go templates (`{{ .Key }}`) are \
+             `{{Position}}`. Takes precedence over partitionKeyFields. The Go connector's Go templates \
+             are accepted too (`{{ .Key }}`, `{{ .Payload.After.id }}`, \
+             `{{ index .Metadata \"opencdc.collection\" }}`, `{{-`/`-}}`): they are translated to \
+             Handlebars that gives the same keys as the Go connector v0.2.0 (values printed with Go's \
+             %v: a raw key `abc` as `[97 98 99]`), logged at Configure; other Go templates are \
              rejected with the Handlebars equivalent. Keys are trimmed to 256 characters; an empty key \
              falls back to a random one.",
         ),

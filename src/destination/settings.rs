@@ -63,6 +63,30 @@ fn template(values: &Values, name: &str) -> Result<Option<RecordTemplate>, Confi
         .transpose()
 }
 
+/// A template that may also be written as the Go connector's Go template: a translated one
+/// is logged once, with its Handlebars form.
+fn go_compatible_template(
+    values: &Values,
+    name: &str,
+) -> Result<Option<RecordTemplate>, ConfigError> {
+    let Some(source) = values.str(name) else {
+        return Ok(None);
+    };
+    let template = RecordTemplate::compile_go(source)
+        .map_err(|e| ConfigError::invalid(name, e.to_string()))?;
+    if let Some(go) = template.translated_from() {
+        tracing::info!(
+            parameter = name,
+            go,
+            handlebars = template.source(),
+            "{name} is a Go template; it renders as the Handlebars template {:?}, which prints \
+             values as the Go connector does",
+            template.source()
+        );
+    }
+    Ok(Some(template))
+}
+
 fn stream_target(values: &Values) -> Result<StreamTarget, ConfigError> {
     let name = template(values, STREAM_NAME)?;
     let arn = template(values, STREAM_ARN)?;
@@ -122,7 +146,7 @@ impl DestinationSettings {
             .ok();
 
         let partition_key = match (
-            template(values, PARTITION_KEY_TEMPLATE),
+            go_compatible_template(values, PARTITION_KEY_TEMPLATE),
             values.str(PARTITION_KEY_FIELDS),
         ) {
             (Err(e), _) => {
@@ -310,12 +334,30 @@ mod tests {
         assert!(matches!(s.partition_key, KeyStrategy::Template(_)));
         let s = settings(&[(STREAM_NAME, "s"), (PARTITION_KEY_FIELDS, " tenant , id ")]).unwrap();
         assert!(matches!(s.partition_key, KeyStrategy::Fields(ref f) if f == &["tenant", "id"]));
-        let err =
-            settings(&[(STREAM_NAME, "s"), (PARTITION_KEY_TEMPLATE, "{{ .Key }}")]).unwrap_err();
+        // The Go connector's Go templates are translated...
+        let s = settings(&[(STREAM_NAME, "s"), (PARTITION_KEY_TEMPLATE, "{{ .Key }}")]).unwrap();
+        let KeyStrategy::Template(t) = &s.partition_key else {
+            panic!("{:?}", s.partition_key)
+        };
+        assert_eq!(t.source(), "{{go Key}}");
+        assert_eq!(t.translated_from(), Some("{{ .Key }}"));
+        // ...within the subset; beyond it they are refused with the Handlebars suggestion.
+        let err = settings(&[
+            (STREAM_NAME, "s"),
+            (PARTITION_KEY_TEMPLATE, "{{ .Key | printf \"%s\" }}"),
+        ])
+        .unwrap_err();
         assert!(
-            err.to_string().contains("partitionKeyTemplate") && err.to_string().contains("{{Key}}"),
+            err.to_string().contains("partitionKeyTemplate") && err.to_string().contains("{{Key"),
             "{err}"
         );
+        // Other templates still take Handlebars only.
+        let err = settings(&[
+            (STREAM_NAME, "s"),
+            (EXPLICIT_HASH_KEY_TEMPLATE, "{{ .Key }}"),
+        ])
+        .unwrap_err();
+        assert!(err.to_string().contains("{{Key}}"), "{err}");
     }
 
     #[test]

@@ -5,6 +5,13 @@
 //! mechanical: `{{ .Key }}` becomes `{{Key}}`, `{{ .Payload.After.id }}` becomes
 //! `{{Payload.After.id}}`, and `{{ index .Metadata "opencdc.collection" }}` becomes
 //! `{{lookup Metadata "opencdc.collection"}}` (or `{{Metadata.[opencdc.collection]}}`).
+//!
+//! Where a setting takes the Go connector's templates unchanged ([`RecordTemplate::compile_go`],
+//! for `partitionKeyTemplate`), a Go template of the subset [`go`] describes is translated to
+//! Handlebars calling the `go` and `index` helpers, which print values as Go does; every
+//! template can call them.
+
+pub mod go;
 
 use std::sync::LazyLock;
 
@@ -17,14 +24,28 @@ use crate::proto::opencdc::v1::{data, Data, Operation, Record};
 #[derive(Clone)]
 pub struct RecordTemplate {
     registry: Handlebars<'static>,
-    source: String,
+    /// Boxed: templates sit in enums of settings and formats, which should stay small.
+    texts: Box<Texts>,
     /// Templates without any `{{` render to themselves; no need to build a context.
     literal: bool,
+    /// Set when the template may call the `go` or `index` helpers: the parts of the record
+    /// the context's typed view must carry.
+    go_fields: Option<go::Fields>,
+}
+
+#[derive(Clone)]
+struct Texts {
+    /// The Handlebars source.
+    source: String,
+    /// The Go template it was translated from.
+    translated_from: Option<String>,
 }
 
 impl std::fmt::Debug for RecordTemplate {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_tuple("RecordTemplate").field(&self.source).finish()
+        f.debug_tuple("RecordTemplate")
+            .field(&self.texts.source)
+            .finish()
     }
 }
 
@@ -41,11 +62,19 @@ pub enum TemplateError {
 const NAME: &str = "t";
 
 static GO_TEMPLATE: LazyLock<regex::Regex> = LazyLock::new(|| {
-    regex::Regex::new(r"\{\{-?\s*(\.[A-Za-z]|index\s|printf\s|if\s+\.|range\s|with\s|\$)")
+    regex::Regex::new(
+        r"\{\{-?\s*\(*\s*(\.[A-Za-z]|\.\s*-?\}\}|/\*|index\s|printf\s|if\s+\.|range\s|with\s|\$)|\{\{- ",
+    )
         .expect("valid pattern")
 });
 
+/// Names the `go` or `index` helper (perhaps not as a helper: then the typed view is built for
+/// nothing).
+static GO_HELPERS: LazyLock<regex::Regex> =
+    LazyLock::new(|| regex::Regex::new(r"\b(go|index)\b").expect("valid pattern"));
+
 impl RecordTemplate {
+    /// A Handlebars template; Go templates are refused with a Handlebars suggestion.
     pub fn compile(source: &str) -> Result<Self, TemplateError> {
         if GO_TEMPLATE.is_match(source) {
             return Err(TemplateError::GoSyntax(format!(
@@ -53,8 +82,40 @@ impl RecordTemplate {
                 suggest_handlebars(source)
             )));
         }
+        let go_fields = GO_HELPERS.is_match(source).then_some(go::Fields::ALL);
+        Self::handlebars(source, go_fields, None)
+    }
+
+    /// Like [`RecordTemplate::compile`], but a Go template of the supported subset (see
+    /// [`go`]) is translated to Handlebars that renders what the Go connector renders; other
+    /// Go templates are refused with a Handlebars suggestion.
+    pub fn compile_go(source: &str) -> Result<Self, TemplateError> {
+        if !GO_TEMPLATE.is_match(source) {
+            return Self::compile(source);
+        }
+        match go::translate(source) {
+            Ok(translation) => Self::handlebars(
+                &translation.handlebars,
+                Some(translation.fields),
+                Some(source.to_string()),
+            ),
+            Err(reason) => Err(TemplateError::GoSyntax(format!(
+                "is a Go template ({source:?}) outside the subset this connector translates \
+                 ({reason}); write it in Handlebars: try {:?}",
+                suggest_handlebars(source)
+            ))),
+        }
+    }
+
+    fn handlebars(
+        source: &str,
+        go_fields: Option<go::Fields>,
+        translated_from: Option<String>,
+    ) -> Result<Self, TemplateError> {
         let mut registry = Handlebars::new();
         registry.register_escape_fn(handlebars::no_escape);
+        registry.register_helper("go", Box::new(go::GoHelper));
+        registry.register_helper("index", Box::new(go::IndexHelper));
         registry
             .register_template_string(NAME, source)
             .map_err(|e| TemplateError::Syntax(e.to_string()))?;
@@ -63,13 +124,23 @@ impl RecordTemplate {
         }
         Ok(RecordTemplate {
             registry,
-            source: source.to_string(),
+            texts: Box::new(Texts {
+                source: source.to_string(),
+                translated_from,
+            }),
             literal: !source.contains("{{"),
+            go_fields,
         })
     }
 
+    /// The Handlebars source (the translation, for a translated Go template).
     pub fn source(&self) -> &str {
-        &self.source
+        &self.texts.source
+    }
+
+    /// The Go template this one was translated from, if it was.
+    pub fn translated_from(&self) -> Option<&str> {
+        self.texts.translated_from.as_deref()
     }
 
     /// True when the template has no placeholders.
@@ -79,16 +150,28 @@ impl RecordTemplate {
 
     pub fn render(&self, record: &Record) -> Result<String, TemplateError> {
         if self.literal {
-            return Ok(self.source.clone());
+            return Ok(self.texts.source.clone());
         }
-        self.render_value(&record_context(record))
+        let Some(fields) = self.go_fields else {
+            return self.render_value(&record_context(record));
+        };
+        // A translated template reads the typed view only.
+        let mut context = match self.texts.translated_from {
+            Some(_) => Map::new(),
+            None => match record_context(record) {
+                Value::Object(map) => map,
+                _ => Map::new(),
+            },
+        };
+        context.insert(go::VIEW_KEY.into(), go::view(record, fields));
+        self.render_value(&Value::Object(context))
     }
 
     /// Renders with a prepared context (see [`record_context`]) when several templates
     /// render the same record.
     pub fn render_value(&self, context: &Value) -> Result<String, TemplateError> {
         if self.literal {
-            return Ok(self.source.clone());
+            return Ok(self.texts.source.clone());
         }
         self.registry
             .render(NAME, context)

@@ -21,7 +21,7 @@ use crate::connection::LifecycleError;
 use crate::plugin::env::PluginEnv;
 use crate::plugin::{BoxError, RawConfig, Record, Source};
 use engine::{Engine, EngineConfig};
-use position::Position;
+use position::{Position, Saved};
 use reader::Mode;
 use settings::{derived_consumer_name, ConsumerChoice, ReadMode, SourceSettings};
 use subscribe::Subscriber;
@@ -117,7 +117,25 @@ impl Source for KinesisSource {
         let stream_name = settings.connection.stream.name.clone();
         let position = match position {
             Some(bytes) => {
-                Position::decode_for_stream(&bytes, &stream_name).map_err(SourceError::from)?
+                match Position::decode_saved(&bytes, &stream_name).map_err(SourceError::from)? {
+                    Saved::GoConnector {
+                        position,
+                        shard,
+                        sequence,
+                    } => {
+                        tracing::warn!(
+                            stream = %stream_name,
+                            %shard,
+                            %sequence,
+                            "the saved position is the Go Kinesis connector's, which names one shard: \
+                             resuming shard {shard} after sequence number {sequence} and every other \
+                             shard from its oldest record (TRIM_HORIZON), so nothing is lost but what \
+                             the Go connector delivered from the other shards is delivered again"
+                        );
+                        position
+                    }
+                    Saved::Native(position) => position,
+                }
             }
             None => Position::new(stream_name.clone()),
         };

@@ -42,8 +42,18 @@
 //!
 //! The version byte keeps the high nibble `0xA`: `0xA2`..`0xAF` are future versions, which this
 //! connector rejects with [`PositionError::UnsupportedVersion`] (version 15 is reserved to
-//! introduce a longer version field). Anything else is [`PositionError::Malformed`] — e.g. a
-//! position of the Go Kinesis connector, which is JSON.
+//! introduce a longer version field). Anything else is [`PositionError::Malformed`] for
+//! [`Position::decode`].
+//!
+//! # Positions of the Go connector
+//!
+//! A pipeline that ran the Go Kinesis connector (`conduitio-labs/conduit-connector-kinesis`
+//! v0.2.0) hands over its position, the JSON `{"sequenceNumber":"…","shardId":"…"}` of the last
+//! record: one shard only, no stream name. [`Position::decode_saved`] accepts it as
+//! [`Saved::GoConnector`]: that shard resumes after that sequence number, and every other shard,
+//! absent from the position, starts from its oldest record (`TRIM_HORIZON`), as shards that
+//! appear after a position was written do. Nothing is lost; what the Go connector had delivered
+//! from the other shards is delivered again.
 //!
 //! # Determinism and uniqueness
 //!
@@ -163,6 +173,54 @@ pub struct Position {
     pub shards: BTreeMap<String, ShardProgress>,
 }
 
+/// A position handed back by Conduit, as [`Position::decode_saved`] read it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Saved {
+    /// This connector's position.
+    Native(Position),
+    /// The Go connector's position: `position` holds `shard` after `sequence`.
+    GoConnector {
+        position: Position,
+        shard: String,
+        sequence: String,
+    },
+}
+
+impl Saved {
+    pub fn position(&self) -> &Position {
+        match self {
+            Saved::Native(position) | Saved::GoConnector { position, .. } => position,
+        }
+    }
+
+    pub fn into_position(self) -> Position {
+        match self {
+            Saved::Native(position) | Saved::GoConnector { position, .. } => position,
+        }
+    }
+}
+
+/// The Go connector's position (its `kinesisPosition`). Go's `encoding/json` matches field
+/// names case-insensitively and ignores others; so does this.
+#[derive(serde::Deserialize)]
+struct GoPosition {
+    #[serde(alias = "SequenceNumber", alias = "sequencenumber")]
+    #[serde(rename = "sequenceNumber")]
+    sequence_number: Option<String>,
+    #[serde(alias = "ShardId", alias = "shardid", alias = "ShardID")]
+    #[serde(rename = "shardId")]
+    shard_id: Option<String>,
+}
+
+/// Kinesis shard ids are 1 to 128 characters of `[a-zA-Z0-9_.-]`.
+fn is_shard_id(id: &str) -> bool {
+    !id.is_empty()
+        && id.len() <= 128
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'.' || b == b'-')
+}
+
 /// Why a position could not be decoded.
 #[derive(Debug, thiserror::Error)]
 pub enum PositionError {
@@ -176,6 +234,12 @@ pub enum PositionError {
         offset: usize,
         len: usize,
     },
+    /// JSON like the Go connector's position, but not a usable one.
+    #[error(
+        "invalid source position: it looks like the Go Kinesis connector's position \
+         ({{\"sequenceNumber\":…,\"shardId\":…}}) but {reason}; reset the pipeline's position"
+    )]
+    GoConnector { reason: String },
     /// Written by a newer connector version in a format this version does not know.
     #[error(
         "the source position has format version {found}, but this connector version reads \
@@ -297,6 +361,47 @@ impl Position {
             return Err(r.malformed_at(r.offset, "trailing bytes"));
         }
         Ok(Position { stream, shards })
+    }
+
+    /// A position Conduit handed back to `Open` for a source reading `stream`: this
+    /// connector's ([`Position::decode_for_stream`]) or the Go connector's JSON position (see
+    /// the module docs), which names no stream and is taken to be of `stream`.
+    pub fn decode_saved(bytes: &[u8], stream: &str) -> Result<Saved, PositionError> {
+        if bytes.trim_ascii_start().first() != Some(&b'{') {
+            return Position::decode_for_stream(bytes, stream).map(Saved::Native);
+        }
+        let invalid = |reason: String| PositionError::GoConnector { reason };
+        let go: GoPosition = serde_json::from_slice(bytes)
+            .map_err(|e| invalid(format!("is not valid JSON of that shape ({e})")))?;
+        let shard = go
+            .shard_id
+            .ok_or_else(|| invalid("has no shardId".into()))?;
+        let sequence = go
+            .sequence_number
+            .ok_or_else(|| invalid("has no sequenceNumber".into()))?;
+        if !is_shard_id(&shard) {
+            return Err(invalid(format!(
+                "shardId {shard:?} is not a Kinesis shard id"
+            )));
+        }
+        if !sequence::is_valid(&sequence) {
+            return Err(invalid(format!(
+                "sequenceNumber {sequence:?} is not a Kinesis sequence number"
+            )));
+        }
+        let mut position = Position::new(stream);
+        position.shards.insert(
+            shard.clone(),
+            ShardProgress::After {
+                sequence: sequence.clone(),
+                sub_sequence: None,
+            },
+        );
+        Ok(Saved::GoConnector {
+            position,
+            shard,
+            sequence,
+        })
     }
 
     /// [`Position::decode`], then checks that the position belongs to `stream`.
@@ -856,6 +961,83 @@ mod tests {
         }
         let msg = Position::decode(b"").unwrap_err().to_string();
         assert!(msg.contains("empty position"), "{msg}");
+    }
+
+    const GO_SEQ: &str = "49590338271490256608559692538361571095921575989136588898";
+
+    #[test]
+    fn go_connector_positions_resume_their_shard() {
+        let go = format!(r#"{{"sequenceNumber":"{GO_SEQ}","shardId":"shardId-000000000001"}}"#);
+        let saved = Position::decode_saved(go.as_bytes(), "orders").unwrap();
+        let mut expected = Position::new("orders");
+        expected.shards.insert(std_id(1), after(GO_SEQ));
+        assert_eq!(
+            saved,
+            Saved::GoConnector {
+                position: expected.clone(),
+                shard: std_id(1),
+                sequence: GO_SEQ.to_owned(),
+            }
+        );
+        assert_eq!(
+            saved.position().shards[&std_id(1)].resume(),
+            Resume::AfterSequence(GO_SEQ)
+        );
+        // Field order, white space, case and unknown fields do not matter, as in Go.
+        for variant in [
+            format!(r#" {{ "shardId" : "shardId-000000000001", "sequenceNumber" : "{GO_SEQ}" }}"#),
+            format!(r#"{{"SequenceNumber":"{GO_SEQ}","ShardID":"shardId-000000000001","x":1}}"#),
+        ] {
+            assert_eq!(
+                Position::decode_saved(variant.as_bytes(), "orders").unwrap(),
+                saved,
+                "{variant}"
+            );
+        }
+        // Once resumed, the position is this connector's and names the stream.
+        let bytes = saved.position().encode();
+        assert_eq!(
+            Position::decode_saved(&bytes, "orders").unwrap(),
+            Saved::Native(expected)
+        );
+    }
+
+    #[test]
+    fn unusable_go_connector_positions_say_why() {
+        for (json, says) in [
+            (r#"{"shardId":"shardId-000000000001"}"#, "no sequenceNumber"),
+            (r#"{"sequenceNumber":"1"}"#, "no shardId"),
+            (
+                r#"{"sequenceNumber":"12a","shardId":"s"}"#,
+                "not a Kinesis sequence number",
+            ),
+            (
+                r#"{"sequenceNumber":"","shardId":"s"}"#,
+                "not a Kinesis sequence number",
+            ),
+            (
+                r#"{"sequenceNumber":"1","shardId":"a b"}"#,
+                "not a Kinesis shard id",
+            ),
+            (r#"{"sequenceNumber":1,"shardId":"s"}"#, "not valid JSON"),
+            (r#"{"sequenceNumber":"1""#, "not valid JSON"),
+        ] {
+            let err = Position::decode_saved(json.as_bytes(), "orders").unwrap_err();
+            let message = err.to_string();
+            assert!(matches!(err, PositionError::GoConnector { .. }), "{json}");
+            assert!(message.contains(says), "{json}: {message}");
+            assert!(message.contains("Go Kinesis connector"), "{message}");
+            assert!(
+                message.contains("reset the pipeline's position"),
+                "{message}"
+            );
+        }
+        // decode itself reads this connector's format only.
+        let go = format!(r#"{{"sequenceNumber":"{GO_SEQ}","shardId":"shardId-000000000001"}}"#);
+        assert!(matches!(
+            Position::decode(go.as_bytes()),
+            Err(PositionError::Malformed { .. })
+        ));
     }
 
     #[test]

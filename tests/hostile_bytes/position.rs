@@ -1,5 +1,5 @@
-//! Source positions handed back by Conduit (`source::position`). The Go connector's JSON
-//! positions are not parsed: they must be refused with a message, like any other bytes.
+//! Source positions handed back by Conduit (`source::position`): this connector's binary ones
+//! and, at Open, the Go connector's JSON ones (`decode_saved`).
 
 use std::collections::BTreeMap;
 
@@ -59,6 +59,12 @@ fn check(bytes: &[u8]) {
     if let Err(e) = Position::decode_for_stream(bytes, "orders") {
         names_one_of(&e.to_string(), &["position"]);
     }
+    // What Open reads: also the Go connector's JSON positions.
+    if let Err(e) = bounded("position", bytes.len(), || {
+        Position::decode_saved(bytes, "orders")
+    }) {
+        names_one_of(&e.to_string(), &["position"]);
+    }
 }
 
 proptest! {
@@ -95,8 +101,18 @@ fn corpus_replays() {
     }
 }
 
+proptest! {
+    #![proptest_config(config(256))]
+
+    #[test]
+    fn json_shaped_positions(sequence in "[0-9a-z\"]{0,60}", shard in ".{0,40}", extra in "[ ,:{}\"a-z0-9]{0,20}") {
+        let json = format!(r#"{{"sequenceNumber":"{sequence}","shardId":"{shard}"{extra}}}"#);
+        check(json.as_bytes());
+    }
+}
+
 #[test]
-fn go_connector_json_position_is_refused_by_name() {
+fn go_connector_json_position_is_refused_by_decode() {
     let go = br#"{"sequenceNumber":"49590338271490256608559692538361571095921575989136588898","shardId":"shardId-000000000000"}"#;
     let message = Position::decode(go).unwrap_err().to_string();
     names_one_of(&message, &["source position"]);

@@ -51,6 +51,8 @@ const VALID: &[&str] = &[
     "{{{Key}}} {{!comment}} {{#with Payload}}{{After.id}}{{/with}}",
     "{{ .Payload.After.id }}",
     "{{ index .Metadata \"opencdc.collection\" }}",
+    "k-{{- index .Payload.After \"id\" 0 -}} {{/* c */}}{{ .Payload.After.id }}",
+    "{{go (index Payload.After \"id\")}}{{go Key}}",
 ];
 
 /// Compiles and renders `source`; errors name the template problem.
@@ -59,6 +61,19 @@ fn check(source: &str) {
     static WARM: std::sync::Once = std::sync::Once::new();
     WARM.call_once(|| drop(RecordTemplate::compile("{{x}}")));
     let record = sample_record();
+    // Settings that also take the Go connector's Go templates translate them first.
+    let go = bounded("template", source.len(), || {
+        RecordTemplate::compile_go(source)
+    });
+    match go {
+        Ok(template) => {
+            if let Err(e) = template.render(&record) {
+                assert!(matches!(e, TemplateError::Render(_)), "{e:?}");
+            }
+        }
+        Err(TemplateError::GoSyntax(message)) => names_one_of(&message, &["Go template"]),
+        Err(e) => names_one_of(&e.to_string(), &["Handlebars template"]),
+    }
     let compiled = bounded("template", source.len(), || RecordTemplate::compile(source));
     match compiled {
         Ok(template) => {

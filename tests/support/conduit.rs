@@ -111,6 +111,19 @@ impl Drop for Conduit {
 impl Conduit {
     /// `conduit run` in `home` with JSON logs on loopback ports; `extra_args` go last.
     pub fn start(binary: &Path, home: &ConduitHome, db: Db, extra_args: &[&str]) -> Conduit {
+        Self::start_without(binary, home, db, extra_args, &[])
+    }
+
+    /// [`Conduit::start`] with the environment variables `unset` removed from what Conduit
+    /// (and so every plugin) inherits, e.g. `AWS_CA_BUNDLE`, which the Go Kinesis connector
+    /// v0.2.0 cannot take ("unable to add custom RootCAs HTTPClient").
+    pub fn start_without(
+        binary: &Path,
+        home: &ConduitHome,
+        db: Db,
+        extra_args: &[&str],
+        unset: &[&str],
+    ) -> Conduit {
         let start = home.starts.get() + 1;
         home.starts.set(start);
         let [http_port, grpc_port] = super::free_ports::<2>();
@@ -133,6 +146,9 @@ impl Conduit {
                 cmd.args(["--db.type", "badger", "--db.badger.path"])
                     .arg(home.db());
             }
+        }
+        for name in unset {
+            cmd.env_remove(name);
         }
         let child = cmd
             .args(extra_args)
