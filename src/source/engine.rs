@@ -11,7 +11,7 @@ use tokio::task::JoinHandle;
 
 use super::lineage::{self, StartAt};
 use super::position::{Position, PositionEncoder, ShardProgress};
-use super::reader::{self, ClosedShards, Mode, ReaderContext, ShardEvent, StartFrom};
+use super::reader::{self, ClosedShards, Mode, ReaderContext, ReaderEnd, ShardEvent, StartFrom};
 use super::records::to_opencdc;
 use super::settings::InitialPosition;
 use crate::aws::StreamRef;
@@ -232,11 +232,11 @@ async fn coordinate(
                     running.0.insert(
                         id,
                         tokio::spawn(async move {
-                            let finished = reader::run(context, mode, shard.clone(), start).await;
-                            if finished {
+                            let end = reader::run(context, mode, shard.clone(), start).await;
+                            if end.finished() {
                                 let _ = done.send(shard);
                             }
-                            finished
+                            end
                         }),
                     );
                 }
@@ -277,4 +277,4 @@ impl Drop for ReaderGuard {
     }
 }
 
-struct ReaderGuard(HashMap<String, JoinHandle<bool>>);
+struct ReaderGuard(HashMap<String, JoinHandle<ReaderEnd>>);

@@ -14,7 +14,7 @@ use super::deaggregate::decode_aggregate;
 use super::position::{Resume, ShardProgress};
 use super::records::{FetchedRecord, ReadRecord};
 use super::settings::InitialPosition;
-use super::subscribe::{StartingPoint, Subscriber};
+use super::subscribe::{StartingPoint, Subscriber, Subscription};
 use crate::aws::StreamRef;
 
 /// What readers tell the source, in the order it happened on each shard.
@@ -72,6 +72,45 @@ pub enum Mode {
         interval: Duration,
         limit: i32,
     },
+}
+
+/// Why a reader stopped reading its shard.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ReaderEnd {
+    /// The shard is closed and was read to its end; `children` when the service named them
+    /// (the last event of a subscription does, polling and end probes do not).
+    ShardClosed { children: Vec<String> },
+    /// A closed shard that expired past the stream's retention while it was read: nothing
+    /// is left to read either.
+    Expired,
+    /// The engine went away (its event channel is closed): nothing more is wanted.
+    Stopped,
+}
+
+impl ReaderEnd {
+    /// Whether the shard is done for good, so its children may be read.
+    pub fn finished(&self) -> bool {
+        !matches!(self, ReaderEnd::Stopped)
+    }
+}
+
+/// The engine's event channel is closed.
+#[derive(Debug)]
+struct Stopped;
+
+/// How one subscription ended.
+#[derive(Debug)]
+enum SubscriptionEnd {
+    /// Time to renew it, before the service ends it after its five minutes.
+    Renew,
+    /// Nothing arrived within the idle timeout.
+    Idle,
+    /// The service ended it (after its five minutes).
+    Ended,
+    /// It failed (and the backoff was waited).
+    Failed,
+    /// The reader is done.
+    Reader(ReaderEnd),
 }
 
 const MAX_BACKOFF: Duration = Duration::from_secs(10);
@@ -195,14 +234,22 @@ impl ShardCursor {
     }
 }
 
-/// Reads a shard until it is finished (returns `true`) or the reader is dropped.
-pub async fn run(context: Arc<ReaderContext>, mode: Mode, shard: String, start: StartFrom) -> bool {
+/// Reads a shard until it is finished or the engine goes away ([`ReaderEnd`]), or until the
+/// reader is dropped.
+pub async fn run(
+    context: Arc<ReaderContext>,
+    mode: Mode,
+    shard: String,
+    start: StartFrom,
+) -> ReaderEnd {
     let shard: Arc<str> = Arc::from(shard);
     let mut cursor = ShardCursor::new(shard.clone(), start);
     if matches!(cursor.progress, Some(ShardProgress::Finished)) {
-        return true;
+        return ReaderEnd::ShardClosed {
+            children: Vec::new(),
+        };
     }
-    let finished = match mode {
+    let end = match mode {
         Mode::FanOut {
             subscriber,
             consumer_arn,
@@ -221,30 +268,28 @@ pub async fn run(context: Arc<ReaderContext>, mode: Mode, shard: String, start: 
         }
         Mode::Polling { interval, limit } => poll(&context, &mut cursor, interval, limit).await,
     };
-    if finished {
-        tracing::info!(shard = %shard, "shard read to its end");
+    if end.finished() {
+        tracing::info!(shard = %shard, ?end, "shard read to its end");
         let _ = context.events.send(ShardEvent::Finished { shard }).await;
     }
-    finished
+    end
 }
 
 async fn send_records(
     context: &ReaderContext,
     cursor: &mut ShardCursor,
     records: Vec<FetchedRecord>,
-) -> bool {
+) -> Result<(), Stopped> {
     for record in records {
         for read in cursor.records(record, context.deaggregate) {
             let event = ShardEvent::Record {
                 shard: cursor.shard.clone(),
                 record: read,
             };
-            if context.events.send(event).await.is_err() {
-                return false;
-            }
+            context.events.send(event).await.map_err(|_| Stopped)?;
         }
     }
-    true
+    Ok(())
 }
 
 fn backoff(failures: u32) -> Duration {
@@ -305,14 +350,14 @@ async fn fan_out(
     consumer_arn: &str,
     renew_after: Duration,
     idle_timeout: Duration,
-) -> bool {
+) -> ReaderEnd {
     let mut failures = 0u32;
     loop {
         let start = cursor.starting_point();
         let subscribed = subscriber
             .subscribe(consumer_arn, &cursor.shard, &start, idle_timeout)
             .await;
-        let mut subscription = match subscribed {
+        let subscription = match subscribed {
             Ok(subscription) => subscription,
             Err(error) => {
                 failures += 1;
@@ -322,74 +367,101 @@ async fn fan_out(
             }
         };
         tracing::debug!(shard = %cursor.shard, ?start, "subscribed");
-        let renew_at = tokio::time::Instant::now() + renew_after;
-        let mut last_probe = tokio::time::Instant::now();
-        loop {
-            let next = tokio::select! {
-                _ = tokio::time::sleep_until(renew_at) => {
-                    tracing::debug!(shard = %cursor.shard, "renewing subscription before its 5-minute end");
-                    break;
+        let end = read_subscription(
+            context,
+            cursor,
+            subscription,
+            renew_after,
+            idle_timeout,
+            &mut failures,
+        )
+        .await;
+        match end {
+            SubscriptionEnd::Reader(end) => return end,
+            SubscriptionEnd::Renew
+            | SubscriptionEnd::Idle
+            | SubscriptionEnd::Ended
+            | SubscriptionEnd::Failed => {}
+        }
+    }
+}
+
+/// Delivers the events of one subscription until it ends.
+async fn read_subscription(
+    context: &ReaderContext,
+    cursor: &mut ShardCursor,
+    mut subscription: Subscription,
+    renew_after: Duration,
+    idle_timeout: Duration,
+    failures: &mut u32,
+) -> SubscriptionEnd {
+    let renew_at = tokio::time::Instant::now() + renew_after;
+    let mut last_probe = tokio::time::Instant::now();
+    loop {
+        let next = tokio::select! {
+            _ = tokio::time::sleep_until(renew_at) => {
+                tracing::debug!(shard = %cursor.shard, "renewing subscription before its 5-minute end");
+                return SubscriptionEnd::Renew;
+            }
+            next = tokio::time::timeout(idle_timeout, subscription.next_event()) => next,
+        };
+        let event = match next {
+            Err(_) => {
+                tracing::warn!(shard = %cursor.shard, "subscription idle; resubscribing");
+                return SubscriptionEnd::Idle;
+            }
+            Ok(Ok(None)) => return SubscriptionEnd::Ended,
+            Ok(Err(error)) => {
+                *failures += 1;
+                if error.code.as_deref() == Some("ResourceNotFoundException")
+                    && is_closed(context, &cursor.shard)
+                {
+                    // A closed shard that expired meanwhile.
+                    return SubscriptionEnd::Reader(ReaderEnd::Expired);
                 }
-                next = tokio::time::timeout(idle_timeout, subscription.next_event()) => next,
-            };
-            match next {
-                Err(_) => {
-                    tracing::warn!(shard = %cursor.shard, "subscription idle; resubscribing");
-                    break;
+                tracing::warn!(shard = %cursor.shard, %error, "subscription failed; resubscribing");
+                tokio::time::sleep(backoff(*failures)).await;
+                return SubscriptionEnd::Failed;
+            }
+            Ok(Ok(Some(event))) => event,
+        };
+        *failures = 0;
+        let had_records = !event.records.is_empty();
+        if let Err(Stopped) = send_records(context, cursor, event.records).await {
+            return SubscriptionEnd::Reader(ReaderEnd::Stopped);
+        }
+        let Some(continuation) = event.continuation else {
+            // No continuation: the shard has ended (its children are in the event).
+            return SubscriptionEnd::Reader(ReaderEnd::ShardClosed {
+                children: event.child_shards,
+            });
+        };
+        if !matches!(&cursor.progress, Some(ShardProgress::After { sequence, sub_sequence: None }) if sequence == &continuation)
+        {
+            cursor.progress = Some(ShardProgress::After {
+                sequence: continuation.clone(),
+                sub_sequence: None,
+            });
+            // Only once nothing of a resumed aggregate is pending.
+            if cursor.skip.is_none() {
+                let progress = ShardEvent::Progress {
+                    shard: cursor.shard.clone(),
+                    sequence: continuation,
+                };
+                if context.events.send(progress).await.is_err() {
+                    return SubscriptionEnd::Reader(ReaderEnd::Stopped);
                 }
-                // The server ended the subscription (after 5 minutes): resubscribe.
-                Ok(Ok(None)) => break,
-                Ok(Err(error)) => {
-                    failures += 1;
-                    if error.code.as_deref() == Some("ResourceNotFoundException")
-                        && is_closed(context, &cursor.shard)
-                    {
-                        // A closed shard that expired meanwhile.
-                        return true;
-                    }
-                    tracing::warn!(shard = %cursor.shard, %error, "subscription failed; resubscribing");
-                    tokio::time::sleep(backoff(failures)).await;
-                    break;
-                }
-                Ok(Ok(Some(event))) => {
-                    failures = 0;
-                    let had_records = !event.records.is_empty();
-                    if !send_records(context, cursor, event.records).await {
-                        return false;
-                    }
-                    match event.continuation {
-                        Some(continuation) => {
-                            if !matches!(&cursor.progress, Some(ShardProgress::After { sequence, sub_sequence: None }) if sequence == &continuation)
-                            {
-                                cursor.progress = Some(ShardProgress::After {
-                                    sequence: continuation.clone(),
-                                    sub_sequence: None,
-                                });
-                                // Only once nothing of a resumed aggregate is pending.
-                                if cursor.skip.is_none() {
-                                    let progress = ShardEvent::Progress {
-                                        shard: cursor.shard.clone(),
-                                        sequence: continuation,
-                                    };
-                                    if context.events.send(progress).await.is_err() {
-                                        return false;
-                                    }
-                                }
-                            }
-                        }
-                        // No continuation: the shard has ended (its children are in the event).
-                        None => return true,
-                    }
-                    if !had_records
-                        && last_probe.elapsed() >= END_PROBE_INTERVAL
-                        && is_closed(context, &cursor.shard)
-                    {
-                        last_probe = tokio::time::Instant::now();
-                        if read_to_end(context, cursor).await {
-                            return true;
-                        }
-                    }
-                }
+            }
+        }
+        if !had_records
+            && last_probe.elapsed() >= END_PROBE_INTERVAL
+            && is_closed(context, &cursor.shard)
+        {
+            last_probe = tokio::time::Instant::now();
+            if read_to_end(context, cursor).await {
+                return SubscriptionEnd::Reader(ReaderEnd::ShardClosed {
+                    children: Vec::new(),
+                });
             }
         }
     }
@@ -400,7 +472,7 @@ async fn poll(
     cursor: &mut ShardCursor,
     interval: Duration,
     limit: i32,
-) -> bool {
+) -> ReaderEnd {
     let mut failures = 0u32;
     let mut iterator: Option<String> = None;
     loop {
@@ -422,7 +494,12 @@ async fn poll(
                 match request.send().await {
                     Ok(output) => match output.shard_iterator {
                         Some(it) => it,
-                        None => return true,
+                        // Only a closed shard read to its end has no iterator.
+                        None => {
+                            return ReaderEnd::ShardClosed {
+                                children: Vec::new(),
+                            }
+                        }
                     },
                     Err(error) => {
                         failures += 1;
@@ -445,11 +522,15 @@ async fn poll(
                 failures = 0;
                 let empty = page.records.is_empty();
                 let records = page.records.into_iter().map(FetchedRecord::from).collect();
-                if !send_records(context, cursor, records).await {
-                    return false;
+                if let Err(Stopped) = send_records(context, cursor, records).await {
+                    return ReaderEnd::Stopped;
                 }
                 match page.next_shard_iterator {
-                    None => return true,
+                    None => {
+                        return ReaderEnd::ShardClosed {
+                            children: Vec::new(),
+                        }
+                    }
                     Some(next) => iterator = Some(next),
                 }
                 let caught_up = empty || page.millis_behind_latest == Some(0);
