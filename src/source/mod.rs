@@ -52,9 +52,34 @@ impl KinesisSource {
     }
 }
 
-/// How the shards are read: for fan-out, with the consumer found or registered (named by
-/// `consumerName`, else `default_consumer_name`) and the subscription client built.
-pub async fn reading_mode(
+/// The engine's configuration from the settings and an open connection, as both the
+/// connector and the `consume` command start it: the reading mode (for fan-out, with the
+/// consumer found or registered, named by `consumerName`, else `default_consumer_name`) and
+/// the settings' knobs.
+pub async fn engine_config(
+    settings: &SourceSettings,
+    connection: &KinesisConnection,
+    stream_arn: &str,
+    default_consumer_name: &str,
+) -> Result<EngineConfig, SourceError> {
+    let mode = reading_mode(settings, connection, stream_arn, default_consumer_name).await?;
+    Ok(EngineConfig {
+        client: connection.client.clone(),
+        stream: settings.connection.stream.clone(),
+        mode,
+        initial: settings.initial,
+        deaggregate: settings.deaggregate,
+        unwrap_opencdc: settings.unwrap_opencdc,
+        buffer_size: settings.buffer_size,
+        batch_size: settings.batch_size,
+        batch_delay: settings.batch_delay,
+        discovery_interval: settings.discovery_interval,
+    })
+}
+
+/// How the shards are read: for fan-out, with the consumer found or registered and the
+/// subscription client built.
+async fn reading_mode(
     settings: &SourceSettings,
     connection: &KinesisConnection,
     stream_arn: &str,
@@ -127,29 +152,14 @@ impl Source for KinesisSource {
             .await
             .map_err(|e| SourceError::from(LifecycleError::from(e)))?;
         let default_name = derived_consumer_name(self.connector_id.as_deref());
-        let mode = reading_mode(&settings, &connection, &summary.arn, &default_name).await?;
-        let client = connection.client;
+        let config = engine_config(&settings, &connection, &summary.arn, &default_name).await?;
         tracing::info!(
             stream = %stream_name,
             resumed_shards = position.shards.len(),
-            mode = if matches!(mode, Mode::Polling { .. }) { "polling" } else { "fanout" },
+            mode = if matches!(config.mode, Mode::Polling { .. }) { "polling" } else { "fanout" },
             "source opened"
         );
-        self.engine = Some(Engine::start(
-            EngineConfig {
-                client,
-                stream: settings.connection.stream.clone(),
-                mode,
-                initial: settings.initial,
-                deaggregate: settings.deaggregate,
-                unwrap_opencdc: settings.unwrap_opencdc,
-                buffer_size: settings.buffer_size,
-                batch_size: settings.batch_size,
-                batch_delay: settings.batch_delay,
-                discovery_interval: settings.discovery_interval,
-            },
-            position,
-        ));
+        self.engine = Some(Engine::start(config, position));
         Ok(())
     }
 
