@@ -5,21 +5,22 @@ use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use aws_sdk_kinesis::Client;
 use tokio::sync::{mpsc, Mutex};
 use tokio::task::JoinHandle;
 
+use super::api::ShardApi;
 use super::lineage::{self, StartAt};
 use super::position::{Position, PositionEncoder, ShardProgress};
 use super::reader::{self, ClosedShards, Mode, ReaderContext, ReaderEnd, ShardEvent, StartFrom};
 use super::records::to_opencdc;
 use super::settings::InitialPosition;
-use crate::aws::StreamRef;
 use crate::plugin::Record;
 
 pub struct EngineConfig {
-    pub client: Client,
-    pub stream: StreamRef,
+    /// Where the shards are read.
+    pub api: Arc<dyn ShardApi>,
+    /// The stream's name, for positions and records.
+    pub stream_name: String,
     pub mode: Mode,
     pub initial: InitialPosition,
     pub deaggregate: bool,
@@ -49,10 +50,9 @@ impl Drop for Engine {
 impl Engine {
     pub fn start(config: EngineConfig, position: Position) -> Engine {
         let (events_tx, events_rx) = mpsc::channel(config.buffer_size.max(1));
-        let encoder = PositionEncoder::new(&config.stream.name, &position);
+        let encoder = PositionEncoder::new(&config.stream_name, &position);
         let context = Arc::new(ReaderContext {
-            client: config.client.clone(),
-            stream: config.stream.clone(),
+            api: config.api,
             deaggregate: config.deaggregate,
             events: events_tx,
             closed: Arc::new(RwLock::new(HashMap::new())),
@@ -65,7 +65,7 @@ impl Engine {
             position,
         ));
         Engine {
-            stream_name: config.stream.name,
+            stream_name: config.stream_name,
             unwrap_opencdc: config.unwrap_opencdc,
             batch_size: config.batch_size.max(1),
             batch_delay: config.batch_delay,
@@ -167,7 +167,7 @@ async fn coordinate(
     let mut running = ReaderGuard(HashMap::new());
     let (done_tx, mut done_rx) = mpsc::unbounded_channel::<String>();
     loop {
-        match super::shards::list(&context.client, &context.stream).await {
+        match context.api.list_shards().await {
             Ok(shards) => {
                 update_closed(&context.closed, &shards);
                 let first_pass = fresh_start && first_listing.is_none();
@@ -189,7 +189,7 @@ async fn coordinate(
                 for id in lineage::expired(
                     &shards,
                     &Position {
-                        stream: context.stream.name.clone(),
+                        stream: String::new(),
                         shards: progress.clone().into_iter().collect(),
                     },
                 ) {

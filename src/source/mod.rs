@@ -1,6 +1,7 @@
 //! The Kinesis source: enhanced fan-out (or polling) reading with a position that covers
 //! every shard, following resharding. See [`engine`] for how the pieces fit.
 
+pub mod api;
 pub mod consumer;
 pub mod deaggregate;
 pub mod engine;
@@ -11,7 +12,6 @@ pub mod reader;
 pub mod records;
 pub mod sequence;
 pub mod settings;
-pub mod shards;
 pub mod subscribe;
 
 use std::sync::Arc;
@@ -20,6 +20,7 @@ use crate::aws::{self, KinesisConnection};
 use crate::connection::LifecycleError;
 use crate::plugin::env::PluginEnv;
 use crate::plugin::{BoxError, RawConfig, Record, Source};
+use api::AwsShards;
 use engine::{Engine, EngineConfig};
 use position::Position;
 use reader::Mode;
@@ -62,10 +63,16 @@ pub async fn engine_config(
     stream_arn: &str,
     default_consumer_name: &str,
 ) -> Result<EngineConfig, SourceError> {
-    let mode = reading_mode(settings, connection, stream_arn, default_consumer_name).await?;
+    let (mode, subscriber) =
+        reading_mode(settings, connection, stream_arn, default_consumer_name).await?;
+    let stream = settings.connection.stream.clone();
     Ok(EngineConfig {
-        client: connection.client.clone(),
-        stream: settings.connection.stream.clone(),
+        stream_name: stream.name.clone(),
+        api: Arc::new(AwsShards::new(
+            connection.client.clone(),
+            stream,
+            subscriber,
+        )),
         mode,
         initial: settings.initial,
         deaggregate: settings.deaggregate,
@@ -84,12 +91,15 @@ async fn reading_mode(
     connection: &KinesisConnection,
     stream_arn: &str,
     default_consumer_name: &str,
-) -> Result<Mode, SourceError> {
+) -> Result<(Mode, Option<Subscriber>), SourceError> {
     Ok(match &settings.mode {
-        ReadMode::Polling { interval, limit } => Mode::Polling {
-            interval: *interval,
-            limit: *limit,
-        },
+        ReadMode::Polling { interval, limit } => (
+            Mode::Polling {
+                interval: *interval,
+                limit: *limit,
+            },
+            None,
+        ),
         ReadMode::FanOut(choice) => {
             let consumer_arn = match choice {
                 ConsumerChoice::Arn(arn) => arn.clone(),
@@ -101,12 +111,14 @@ async fn reading_mode(
             let subscriber = Subscriber::new(connection).map_err(|detail| {
                 SourceError::from(LifecycleError::from(aws::AwsError::HttpClient { detail }))
             })?;
-            Mode::FanOut {
-                subscriber: Arc::new(subscriber),
-                consumer_arn,
-                renew_after: settings.renew_after,
-                idle_timeout: settings.idle_timeout,
-            }
+            (
+                Mode::FanOut {
+                    consumer_arn,
+                    renew_after: settings.renew_after,
+                    idle_timeout: settings.idle_timeout,
+                },
+                Some(subscriber),
+            )
         }
     })
 }

@@ -4,18 +4,16 @@ use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use aws_sdk_kinesis::error::{DisplayErrorContext, ProvideErrorMetadata};
-use aws_sdk_kinesis::primitives::DateTime;
-use aws_sdk_kinesis::types::ShardIteratorType;
-use aws_sdk_kinesis::Client;
+use futures::StreamExt;
 use tokio::sync::mpsc;
+
+use super::api::{EventStream, ShardApi};
 
 use super::deaggregate::decode_aggregate;
 use super::position::{Resume, ShardProgress};
 use super::records::{FetchedRecord, ReadRecord};
 use super::settings::InitialPosition;
-use super::subscribe::{StartingPoint, Subscriber, Subscription};
-use crate::aws::StreamRef;
+use super::subscribe::StartingPoint;
 
 /// What readers tell the source, in the order it happened on each shard.
 #[derive(Debug)]
@@ -52,8 +50,7 @@ pub type ClosedShards = Arc<RwLock<HashMap<String, bool>>>;
 
 /// What every reader of a source shares.
 pub struct ReaderContext {
-    pub client: Client,
-    pub stream: StreamRef,
+    pub api: Arc<dyn ShardApi>,
     pub deaggregate: bool,
     pub events: mpsc::Sender<ShardEvent>,
     pub closed: ClosedShards,
@@ -63,7 +60,6 @@ pub struct ReaderContext {
 #[derive(Debug, Clone)]
 pub enum Mode {
     FanOut {
-        subscriber: Arc<Subscriber>,
         consumer_arn: String,
         renew_after: Duration,
         idle_timeout: Duration,
@@ -142,44 +138,23 @@ impl ShardCursor {
         }
     }
 
-    fn starting_position(&self) -> (ShardIteratorType, Option<String>, Option<i64>) {
+    /// Where reading resumes, by subscription or by shard iterator.
+    fn starting_point(&self) -> StartingPoint {
         match self.progress.as_ref().map(ShardProgress::resume) {
-            Some(Resume::AfterSequence(seq)) => (
-                ShardIteratorType::AfterSequenceNumber,
-                Some(seq.to_string()),
-                None,
-            ),
-            Some(Resume::AtSequence { sequence, .. }) => (
-                ShardIteratorType::AtSequenceNumber,
-                Some(sequence.to_string()),
-                None,
-            ),
+            Some(Resume::AfterSequence(sequence)) => {
+                StartingPoint::AfterSequence(sequence.to_string())
+            }
+            Some(Resume::AtSequence { sequence, .. }) => {
+                StartingPoint::AtSequence(sequence.to_string())
+            }
             // A finished shard is never read; trim horizon is harmless if it happens.
             Some(Resume::Finished) | None => match &self.start {
-                StartFrom::Initial(InitialPosition::Latest) => {
-                    (ShardIteratorType::Latest, None, None)
-                }
+                StartFrom::Initial(InitialPosition::Latest) => StartingPoint::Latest,
                 StartFrom::Initial(InitialPosition::AtTimestamp(ms)) => {
-                    (ShardIteratorType::AtTimestamp, None, Some(*ms))
+                    StartingPoint::AtTimestamp(*ms)
                 }
-                _ => (ShardIteratorType::TrimHorizon, None, None),
+                _ => StartingPoint::TrimHorizon,
             },
-        }
-    }
-
-    /// Where a subscription resumes: the same place GetShardIterator would.
-    fn starting_point(&self) -> StartingPoint {
-        let (kind, sequence, timestamp) = self.starting_position();
-        match (kind, sequence, timestamp) {
-            (ShardIteratorType::AfterSequenceNumber, Some(sequence), _) => {
-                StartingPoint::AfterSequence(sequence)
-            }
-            (ShardIteratorType::AtSequenceNumber, Some(sequence), _) => {
-                StartingPoint::AtSequence(sequence)
-            }
-            (ShardIteratorType::Latest, _, _) => StartingPoint::Latest,
-            (ShardIteratorType::AtTimestamp, _, Some(ms)) => StartingPoint::AtTimestamp(ms),
-            _ => StartingPoint::TrimHorizon,
         }
     }
 
@@ -251,7 +226,6 @@ pub async fn run(
     }
     let end = match mode {
         Mode::FanOut {
-            subscriber,
             consumer_arn,
             renew_after,
             idle_timeout,
@@ -259,7 +233,6 @@ pub async fn run(
             fan_out(
                 &context,
                 &mut cursor,
-                &subscriber,
                 &consumer_arn,
                 renew_after,
                 idle_timeout,
@@ -308,37 +281,18 @@ fn is_closed(context: &ReaderContext, shard: &str) -> bool {
 /// Whether a closed shard has nothing after what was delivered: a GetRecords after the last
 /// delivered record returns no records and no next iterator.
 async fn read_to_end(context: &ReaderContext, cursor: &ShardCursor) -> bool {
-    let (kind, sequence, timestamp) = cursor.starting_position();
-    if kind == ShardIteratorType::Latest {
+    let start = cursor.starting_point();
+    if start == StartingPoint::Latest {
         // Nothing was delivered and nothing new can arrive on a closed shard.
         return true;
     }
-    let mut request = context
-        .client
-        .get_shard_iterator()
-        .shard_id(cursor.shard.as_ref())
-        .shard_iterator_type(kind)
-        .set_starting_sequence_number(sequence)
-        .set_timestamp(timestamp.map(DateTime::from_millis));
-    request = match &context.stream.arn {
-        Some(arn) => request.stream_arn(arn),
-        None => request.stream_name(&context.stream.name),
+    let iterator = match context.api.shard_iterator(&cursor.shard, &start).await {
+        Ok(Some(iterator)) => iterator,
+        Ok(None) => return true,
+        Err(_) => return false,
     };
-    let Ok(iterator) = request.send().await else {
-        return false;
-    };
-    let Some(iterator) = iterator.shard_iterator else {
-        return true;
-    };
-    match context
-        .client
-        .get_records()
-        .shard_iterator(iterator)
-        .limit(1)
-        .send()
-        .await
-    {
-        Ok(page) => page.records.is_empty() && page.next_shard_iterator.is_none(),
+    match context.api.get_records(&iterator, 1).await {
+        Ok(page) => page.records.is_empty() && page.next_iterator.is_none(),
         Err(_) => false,
     }
 }
@@ -346,7 +300,6 @@ async fn read_to_end(context: &ReaderContext, cursor: &ShardCursor) -> bool {
 async fn fan_out(
     context: &ReaderContext,
     cursor: &mut ShardCursor,
-    subscriber: &Subscriber,
     consumer_arn: &str,
     renew_after: Duration,
     idle_timeout: Duration,
@@ -354,7 +307,8 @@ async fn fan_out(
     let mut failures = 0u32;
     loop {
         let start = cursor.starting_point();
-        let subscribed = subscriber
+        let subscribed = context
+            .api
             .subscribe(consumer_arn, &cursor.shard, &start, idle_timeout)
             .await;
         let subscription = match subscribed {
@@ -390,7 +344,7 @@ async fn fan_out(
 async fn read_subscription(
     context: &ReaderContext,
     cursor: &mut ShardCursor,
-    mut subscription: Subscription,
+    mut subscription: EventStream,
     renew_after: Duration,
     idle_timeout: Duration,
     failures: &mut u32,
@@ -403,15 +357,15 @@ async fn read_subscription(
                 tracing::debug!(shard = %cursor.shard, "renewing subscription before its 5-minute end");
                 return SubscriptionEnd::Renew;
             }
-            next = tokio::time::timeout(idle_timeout, subscription.next_event()) => next,
+            next = tokio::time::timeout(idle_timeout, subscription.next()) => next,
         };
         let event = match next {
             Err(_) => {
                 tracing::warn!(shard = %cursor.shard, "subscription idle; resubscribing");
                 return SubscriptionEnd::Idle;
             }
-            Ok(Ok(None)) => return SubscriptionEnd::Ended,
-            Ok(Err(error)) => {
+            Ok(None) => return SubscriptionEnd::Ended,
+            Ok(Some(Err(error))) => {
                 *failures += 1;
                 if error.code.as_deref() == Some("ResourceNotFoundException")
                     && is_closed(context, &cursor.shard)
@@ -423,7 +377,7 @@ async fn read_subscription(
                 tokio::time::sleep(backoff(*failures)).await;
                 return SubscriptionEnd::Failed;
             }
-            Ok(Ok(Some(event))) => event,
+            Ok(Some(Ok(event))) => event,
         };
         *failures = 0;
         let had_records = !event.records.is_empty();
@@ -478,54 +432,34 @@ async fn poll(
     loop {
         let current = match iterator.take() {
             Some(it) => it,
-            None => {
-                let (kind, sequence, timestamp) = cursor.starting_position();
-                let mut request = context
-                    .client
-                    .get_shard_iterator()
-                    .shard_id(cursor.shard.as_ref())
-                    .shard_iterator_type(kind)
-                    .set_starting_sequence_number(sequence)
-                    .set_timestamp(timestamp.map(DateTime::from_millis));
-                request = match &context.stream.arn {
-                    Some(arn) => request.stream_arn(arn),
-                    None => request.stream_name(&context.stream.name),
-                };
-                match request.send().await {
-                    Ok(output) => match output.shard_iterator {
-                        Some(it) => it,
-                        // Only a closed shard read to its end has no iterator.
-                        None => {
-                            return ReaderEnd::ShardClosed {
-                                children: Vec::new(),
-                            }
-                        }
-                    },
-                    Err(error) => {
-                        failures += 1;
-                        tracing::warn!(shard = %cursor.shard, error = %DisplayErrorContext(&error), "GetShardIterator failed; retrying");
-                        tokio::time::sleep(backoff(failures)).await;
-                        continue;
+            None => match context
+                .api
+                .shard_iterator(&cursor.shard, &cursor.starting_point())
+                .await
+            {
+                Ok(Some(it)) => it,
+                // Only a closed shard read to its end has no iterator.
+                Ok(None) => {
+                    return ReaderEnd::ShardClosed {
+                        children: Vec::new(),
                     }
                 }
-            }
+                Err(error) => {
+                    failures += 1;
+                    tracing::warn!(shard = %cursor.shard, %error, "GetShardIterator failed; retrying");
+                    tokio::time::sleep(backoff(failures)).await;
+                    continue;
+                }
+            },
         };
-        match context
-            .client
-            .get_records()
-            .shard_iterator(&current)
-            .limit(limit)
-            .send()
-            .await
-        {
+        match context.api.get_records(&current, limit).await {
             Ok(page) => {
                 failures = 0;
                 let empty = page.records.is_empty();
-                let records = page.records.into_iter().map(FetchedRecord::from).collect();
-                if let Err(Stopped) = send_records(context, cursor, records).await {
+                if let Err(Stopped) = send_records(context, cursor, page.records).await {
                     return ReaderEnd::Stopped;
                 }
-                match page.next_shard_iterator {
+                match page.next_iterator {
                     None => {
                         return ReaderEnd::ShardClosed {
                             children: Vec::new(),
@@ -544,10 +478,9 @@ async fn poll(
             }
             Err(error) => {
                 failures += 1;
-                let code = error.code().unwrap_or("");
-                if code != "ExpiredIteratorException" {
+                if error.code.as_deref() != Some("ExpiredIteratorException") {
                     iterator = Some(current);
-                    tracing::warn!(shard = %cursor.shard, error = %DisplayErrorContext(&error), "GetRecords failed; retrying");
+                    tracing::warn!(shard = %cursor.shard, %error, "GetRecords failed; retrying");
                 }
                 tokio::time::sleep(backoff(failures)).await;
             }
