@@ -7,6 +7,7 @@ pub mod deaggregate;
 pub mod engine;
 pub mod eventstream;
 pub mod lineage;
+pub mod plan;
 pub mod position;
 pub mod reader;
 pub mod records;

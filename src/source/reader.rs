@@ -38,7 +38,7 @@ pub enum ShardEvent {
 }
 
 /// Where a reader starts.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum StartFrom {
     Resume(ShardProgress),
     Initial(InitialPosition),
