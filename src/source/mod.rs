@@ -6,6 +6,8 @@ pub mod consumer;
 pub mod deaggregate;
 pub mod engine;
 pub mod eventstream;
+#[cfg(test)]
+pub mod fake;
 pub mod lineage;
 pub mod plan;
 pub mod position;
