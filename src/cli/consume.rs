@@ -17,9 +17,9 @@ use crate::config::gosyntax::parse_duration;
 use crate::plugin::Record;
 use crate::proto::opencdc::v1::data;
 use crate::source::consumer;
-use crate::source::engine::{Engine, EngineConfig};
+use crate::source::engine::Engine;
+use crate::source::engine_config;
 use crate::source::position::Position;
-use crate::source::reading_mode;
 use crate::source::records::{META_PARTITION_KEY, META_SEQUENCE, META_SHARD, META_SUB_SEQUENCE};
 use crate::source::settings::{parse_rfc3339_millis, ConsumerChoice, ReadMode, SourceSettings};
 use crate::spec::*;
@@ -261,13 +261,12 @@ async fn consume(options: Options) -> ExitCode {
             .open()
             .await
             .map_err(|e| in_option_terms(&e.to_string()))?;
-        let mode = reading_mode(settings, &connection, &summary.arn, DEFAULT_CONSUMER_NAME)
+        let config = engine_config(settings, &connection, &summary.arn, DEFAULT_CONSUMER_NAME)
             .await
             .map_err(|e| e.to_string())?;
-        let client = connection.client;
-        Ok::<_, String>((client, summary, mode))
+        Ok::<_, String>((connection.client, summary, config))
     };
-    let (client, summary, mode) = tokio::select! {
+    let (client, summary, config) = tokio::select! {
         result = setup => match result {
             Ok(ready) => ready,
             Err(e) => return fail(e),
@@ -277,19 +276,10 @@ async fn consume(options: Options) -> ExitCode {
             return ExitCode::SUCCESS;
         }
     };
+    // `options` asks for no unwrapping: the lines show the records' own data.
+    debug_assert!(!config.unwrap_opencdc);
     let engine = Engine::start(
-        EngineConfig {
-            client: client.clone(),
-            stream: settings.connection.stream.clone(),
-            mode,
-            initial: settings.initial,
-            deaggregate: settings.deaggregate,
-            unwrap_opencdc: false,
-            buffer_size: settings.buffer_size,
-            batch_size: settings.batch_size,
-            batch_delay: settings.batch_delay,
-            discovery_interval: settings.discovery_interval,
-        },
+        config,
         Position::new(settings.connection.stream.name.clone()),
     );
 

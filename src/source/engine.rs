@@ -1,25 +1,27 @@
 //! The running source: shard discovery and one reader per readable shard, feeding one bounded
 //! channel from which `read` builds records and positions.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use aws_sdk_kinesis::Client;
 use tokio::sync::{mpsc, Mutex};
 use tokio::task::JoinHandle;
 
-use super::lineage::{self, StartAt};
+use super::api::ShardApi;
+use super::lineage;
+use super::plan::{Action, Planner};
 use super::position::{Position, PositionEncoder, ShardProgress};
-use super::reader::{self, ClosedShards, Mode, ReaderContext, ShardEvent, StartFrom};
+use super::reader::{self, ClosedShards, Mode, ReaderContext, ReaderEnd, ShardEvent};
 use super::records::to_opencdc;
 use super::settings::InitialPosition;
-use crate::aws::StreamRef;
 use crate::plugin::Record;
 
 pub struct EngineConfig {
-    pub client: Client,
-    pub stream: StreamRef,
+    /// Where the shards are read.
+    pub api: Arc<dyn ShardApi>,
+    /// The stream's name, for positions and records.
+    pub stream_name: String,
     pub mode: Mode,
     pub initial: InitialPosition,
     pub deaggregate: bool,
@@ -49,10 +51,9 @@ impl Drop for Engine {
 impl Engine {
     pub fn start(config: EngineConfig, position: Position) -> Engine {
         let (events_tx, events_rx) = mpsc::channel(config.buffer_size.max(1));
-        let encoder = PositionEncoder::new(&config.stream.name, &position);
+        let encoder = PositionEncoder::new(&config.stream_name, &position);
         let context = Arc::new(ReaderContext {
-            client: config.client.clone(),
-            stream: config.stream.clone(),
+            api: config.api,
             deaggregate: config.deaggregate,
             events: events_tx,
             closed: Arc::new(RwLock::new(HashMap::new())),
@@ -65,7 +66,7 @@ impl Engine {
             position,
         ));
         Engine {
-            stream_name: config.stream.name,
+            stream_name: config.stream_name,
             unwrap_opencdc: config.unwrap_opencdc,
             batch_size: config.batch_size.max(1),
             batch_delay: config.batch_delay,
@@ -150,8 +151,8 @@ impl Engine {
     }
 }
 
-/// Lists shards, starts readers for readable shards (parents before children) and reacts to
-/// finished shards, until aborted.
+/// Lists shards, does what the [`Planner`] says (starting readers for readable shards,
+/// parents before children) and reacts to finished shards, until aborted.
 async fn coordinate(
     context: Arc<ReaderContext>,
     mode: Mode,
@@ -159,86 +160,42 @@ async fn coordinate(
     discovery_interval: Duration,
     position: Position,
 ) {
-    let (mut finished, _) = lineage::split_progress(&position);
-    let mut progress: HashMap<String, ShardProgress> = position.shards.into_iter().collect();
-    let mut first_listing: Option<BTreeSet<String>> = None;
-    let fresh_start = progress.is_empty();
     let opened_at_ms = (time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as i64;
+    let mut planner = Planner::new(position, initial, opened_at_ms);
     let mut running = ReaderGuard(HashMap::new());
     let (done_tx, mut done_rx) = mpsc::unbounded_channel::<String>();
     loop {
-        match super::shards::list(&context.client, &context.stream).await {
+        match context.api.list_shards().await {
             Ok(shards) => {
                 update_closed(&context.closed, &shards);
-                let first_pass = fresh_start && first_listing.is_none();
-                if first_pass {
-                    first_listing = Some(shards.iter().map(|s| s.id.clone()).collect());
-                    if initial == InitialPosition::Latest {
-                        // Nothing new can reach a closed shard: skip it so its children start
-                        // at LATEST right away.
-                        for shard in shards.iter().filter(|s| s.closed) {
-                            finished.insert(shard.id.clone());
-                            progress.insert(shard.id.clone(), ShardProgress::Finished);
-                            let event = ShardEvent::Finished {
-                                shard: Arc::from(shard.id.as_str()),
-                            };
-                            let _ = context.events.send(event).await;
+                for action in planner.plan(&shards) {
+                    match action {
+                        Action::Skip(shard) => {
+                            let shard = Arc::from(shard.as_str());
+                            let _ = context.events.send(ShardEvent::Finished { shard }).await;
+                        }
+                        Action::Forget(shard) => {
+                            let shard = Arc::from(shard.as_str());
+                            let _ = context.events.send(ShardEvent::Forget { shard }).await;
+                        }
+                        Action::Start { shard, from } => {
+                            tracing::debug!(%shard, start = ?from, "starting shard reader");
+                            let context = context.clone();
+                            let mode = mode.clone();
+                            let done = done_tx.clone();
+                            let id = shard.clone();
+                            running.0.insert(
+                                shard,
+                                tokio::spawn(async move {
+                                    let end = reader::run(context, mode, id.clone(), from).await;
+                                    if end.finished() {
+                                        let _ = done.send(id);
+                                    }
+                                    end
+                                }),
+                            );
                         }
                     }
-                }
-                for id in lineage::expired(
-                    &shards,
-                    &Position {
-                        stream: context.stream.name.clone(),
-                        shards: progress.clone().into_iter().collect(),
-                    },
-                ) {
-                    if matches!(progress.get(&id), Some(ShardProgress::Finished)) {
-                        progress.remove(&id);
-                        let _ = context
-                            .events
-                            .send(ShardEvent::Forget {
-                                shard: Arc::from(id.as_str()),
-                            })
-                            .await;
-                    }
-                }
-                let active: BTreeSet<String> = running.0.keys().cloned().collect();
-                let fresh: HashMap<String, StartAt> =
-                    lineage::to_start(&shards, &finished, &active, first_listing.as_ref())
-                        .into_iter()
-                        .collect();
-                for id in lineage::readable(&shards, &finished) {
-                    if active.contains(&id) {
-                        continue;
-                    }
-                    let start = match (progress.get(&id), fresh.get(&id)) {
-                        (Some(p), _) => StartFrom::Resume(p.clone()),
-                        // LATEST means "from when the pipeline started": a shard of the first
-                        // listing that can only start later starts at that time.
-                        (None, Some(StartAt::Initial)) => match initial {
-                            InitialPosition::Latest if !first_pass => {
-                                StartFrom::Initial(InitialPosition::AtTimestamp(opened_at_ms))
-                            }
-                            _ => StartFrom::Initial(initial),
-                        },
-                        (None, _) => StartFrom::TrimHorizon,
-                    };
-                    tracing::debug!(shard = %id, ?start, "starting shard reader");
-                    let context = context.clone();
-                    let mode = mode.clone();
-                    let done = done_tx.clone();
-                    let shard = id.clone();
-                    running.0.insert(
-                        id,
-                        tokio::spawn(async move {
-                            let finished = reader::run(context, mode, shard.clone(), start).await;
-                            if finished {
-                                let _ = done.send(shard);
-                            }
-                            finished
-                        }),
-                    );
                 }
             }
             Err(error) => tracing::warn!(%error, "listing shards failed; retrying"),
@@ -252,8 +209,7 @@ async fn coordinate(
                 }
                 for shard in done {
                     running.0.remove(&shard);
-                    finished.insert(shard.clone());
-                    progress.insert(shard, ShardProgress::Finished);
+                    planner.finished(&shard);
                 }
             }
             _ = tokio::time::sleep(discovery_interval) => {}
@@ -277,4 +233,4 @@ impl Drop for ReaderGuard {
     }
 }
 
-struct ReaderGuard(HashMap<String, JoinHandle<bool>>);
+struct ReaderGuard(HashMap<String, JoinHandle<ReaderEnd>>);

@@ -1,17 +1,20 @@
 //! The Kinesis source: enhanced fan-out (or polling) reading with a position that covers
 //! every shard, following resharding. See [`engine`] for how the pieces fit.
 
+pub mod api;
 pub mod consumer;
 pub mod deaggregate;
 pub mod engine;
 pub mod eventstream;
+#[cfg(test)]
+pub mod fake;
 pub mod lineage;
+pub mod plan;
 pub mod position;
 pub mod reader;
 pub mod records;
 pub mod sequence;
 pub mod settings;
-pub mod shards;
 pub mod subscribe;
 
 use std::sync::Arc;
@@ -20,6 +23,7 @@ use crate::aws::{self, KinesisConnection};
 use crate::connection::LifecycleError;
 use crate::plugin::env::PluginEnv;
 use crate::plugin::{BoxError, RawConfig, Record, Source};
+use api::AwsShards;
 use engine::{Engine, EngineConfig};
 use position::{Position, Saved};
 use reader::Mode;
@@ -52,19 +56,53 @@ impl KinesisSource {
     }
 }
 
-/// How the shards are read: for fan-out, with the consumer found or registered (named by
-/// `consumerName`, else `default_consumer_name`) and the subscription client built.
-pub async fn reading_mode(
+/// The engine's configuration from the settings and an open connection, as both the
+/// connector and the `consume` command start it: the reading mode (for fan-out, with the
+/// consumer found or registered, named by `consumerName`, else `default_consumer_name`) and
+/// the settings' knobs.
+pub async fn engine_config(
     settings: &SourceSettings,
     connection: &KinesisConnection,
     stream_arn: &str,
     default_consumer_name: &str,
-) -> Result<Mode, SourceError> {
+) -> Result<EngineConfig, SourceError> {
+    let (mode, subscriber) =
+        reading_mode(settings, connection, stream_arn, default_consumer_name).await?;
+    let stream = settings.connection.stream.clone();
+    Ok(EngineConfig {
+        stream_name: stream.name.clone(),
+        api: Arc::new(AwsShards::new(
+            connection.client.clone(),
+            stream,
+            subscriber,
+        )),
+        mode,
+        initial: settings.initial,
+        deaggregate: settings.deaggregate,
+        unwrap_opencdc: settings.unwrap_opencdc,
+        buffer_size: settings.buffer_size,
+        batch_size: settings.batch_size,
+        batch_delay: settings.batch_delay,
+        discovery_interval: settings.discovery_interval,
+    })
+}
+
+/// How the shards are read: for fan-out, with the consumer found or registered and the
+/// subscription client built.
+async fn reading_mode(
+    settings: &SourceSettings,
+    connection: &KinesisConnection,
+    stream_arn: &str,
+    default_consumer_name: &str,
+) -> Result<(Mode, Option<Subscriber>), SourceError> {
     Ok(match &settings.mode {
-        ReadMode::Polling { interval, limit } => Mode::Polling {
-            interval: *interval,
-            limit: *limit,
-        },
+        ReadMode::Polling { interval, limit } => (
+            Mode::Polling {
+                interval: *interval,
+                limit: *limit,
+            },
+            None,
+        ),
         ReadMode::FanOut(choice) => {
             let consumer_arn = match choice {
                 ConsumerChoice::Arn(arn) => arn.clone(),
@@ -76,12 +114,14 @@ pub async fn reading_mode(
             let subscriber = Subscriber::new(connection).map_err(|detail| {
                 SourceError::from(LifecycleError::from(aws::AwsError::HttpClient { detail }))
             })?;
-            Mode::FanOut {
-                subscriber: Arc::new(subscriber),
-                consumer_arn,
-                renew_after: settings.renew_after,
-                idle_timeout: settings.idle_timeout,
-            }
+            (
+                Mode::FanOut {
+                    consumer_arn,
+                    renew_after: settings.renew_after,
+                    idle_timeout: settings.idle_timeout,
+                },
+                Some(subscriber),
+            )
         }
     })
 }
@@ -145,29 +185,14 @@ impl Source for KinesisSource {
             .await
             .map_err(|e| SourceError::from(LifecycleError::from(e)))?;
         let default_name = derived_consumer_name(self.connector_id.as_deref());
-        let mode = reading_mode(&settings, &connection, &summary.arn, &default_name).await?;
-        let client = connection.client;
+        let config = engine_config(&settings, &connection, &summary.arn, &default_name).await?;
         tracing::info!(
             stream = %stream_name,
             resumed_shards = position.shards.len(),
-            mode = if matches!(mode, Mode::Polling { .. }) { "polling" } else { "fanout" },
+            mode = if matches!(config.mode, Mode::Polling { .. }) { "polling" } else { "fanout" },
             "source opened"
         );
-        self.engine = Some(Engine::start(
-            EngineConfig {
-                client,
-                stream: settings.connection.stream.clone(),
-                mode,
-                initial: settings.initial,
-                deaggregate: settings.deaggregate,
-                unwrap_opencdc: settings.unwrap_opencdc,
-                buffer_size: settings.buffer_size,
-                batch_size: settings.batch_size,
-                batch_delay: settings.batch_delay,
-                discovery_interval: settings.discovery_interval,
-            },
-            position,
-        ));
+        self.engine = Some(Engine::start(config, position));
         Ok(())
     }
 

@@ -4,18 +4,16 @@ use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use aws_sdk_kinesis::error::{DisplayErrorContext, ProvideErrorMetadata};
-use aws_sdk_kinesis::primitives::DateTime;
-use aws_sdk_kinesis::types::ShardIteratorType;
-use aws_sdk_kinesis::Client;
+use futures::StreamExt;
 use tokio::sync::mpsc;
+
+use super::api::{EventStream, ShardApi};
 
 use super::deaggregate::decode_aggregate;
 use super::position::{Resume, ShardProgress};
 use super::records::{FetchedRecord, ReadRecord};
 use super::settings::InitialPosition;
-use super::subscribe::{StartingPoint, Subscriber};
-use crate::aws::StreamRef;
+use super::subscribe::StartingPoint;
 
 /// What readers tell the source, in the order it happened on each shard.
 #[derive(Debug)]
@@ -40,7 +38,7 @@ pub enum ShardEvent {
 }
 
 /// Where a reader starts.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum StartFrom {
     Resume(ShardProgress),
     Initial(InitialPosition),
@@ -52,8 +50,7 @@ pub type ClosedShards = Arc<RwLock<HashMap<String, bool>>>;
 
 /// What every reader of a source shares.
 pub struct ReaderContext {
-    pub client: Client,
-    pub stream: StreamRef,
+    pub api: Arc<dyn ShardApi>,
     pub deaggregate: bool,
     pub events: mpsc::Sender<ShardEvent>,
     pub closed: ClosedShards,
@@ -63,7 +60,6 @@ pub struct ReaderContext {
 #[derive(Debug, Clone)]
 pub enum Mode {
     FanOut {
-        subscriber: Arc<Subscriber>,
         consumer_arn: String,
         renew_after: Duration,
         idle_timeout: Duration,
@@ -72,6 +68,45 @@ pub enum Mode {
         interval: Duration,
         limit: i32,
     },
+}
+
+/// Why a reader stopped reading its shard.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ReaderEnd {
+    /// The shard is closed and was read to its end; `children` when the service named them
+    /// (the last event of a subscription does, polling and end probes do not).
+    ShardClosed { children: Vec<String> },
+    /// A closed shard that expired past the stream's retention while it was read: nothing
+    /// is left to read either.
+    Expired,
+    /// The engine went away (its event channel is closed): nothing more is wanted.
+    Stopped,
+}
+
+impl ReaderEnd {
+    /// Whether the shard is done for good, so its children may be read.
+    pub fn finished(&self) -> bool {
+        !matches!(self, ReaderEnd::Stopped)
+    }
+}
+
+/// The engine's event channel is closed.
+#[derive(Debug)]
+struct Stopped;
+
+/// How one subscription ended.
+#[derive(Debug)]
+enum SubscriptionEnd {
+    /// Time to renew it, before the service ends it after its five minutes.
+    Renew,
+    /// Nothing arrived within the idle timeout.
+    Idle,
+    /// The service ended it (after its five minutes).
+    Ended,
+    /// It failed (and the backoff was waited).
+    Failed,
+    /// The reader is done.
+    Reader(ReaderEnd),
 }
 
 const MAX_BACKOFF: Duration = Duration::from_secs(10);
@@ -103,44 +138,23 @@ impl ShardCursor {
         }
     }
 
-    fn starting_position(&self) -> (ShardIteratorType, Option<String>, Option<i64>) {
+    /// Where reading resumes, by subscription or by shard iterator.
+    fn starting_point(&self) -> StartingPoint {
         match self.progress.as_ref().map(ShardProgress::resume) {
-            Some(Resume::AfterSequence(seq)) => (
-                ShardIteratorType::AfterSequenceNumber,
-                Some(seq.to_string()),
-                None,
-            ),
-            Some(Resume::AtSequence { sequence, .. }) => (
-                ShardIteratorType::AtSequenceNumber,
-                Some(sequence.to_string()),
-                None,
-            ),
+            Some(Resume::AfterSequence(sequence)) => {
+                StartingPoint::AfterSequence(sequence.to_string())
+            }
+            Some(Resume::AtSequence { sequence, .. }) => {
+                StartingPoint::AtSequence(sequence.to_string())
+            }
             // A finished shard is never read; trim horizon is harmless if it happens.
             Some(Resume::Finished) | None => match &self.start {
-                StartFrom::Initial(InitialPosition::Latest) => {
-                    (ShardIteratorType::Latest, None, None)
-                }
+                StartFrom::Initial(InitialPosition::Latest) => StartingPoint::Latest,
                 StartFrom::Initial(InitialPosition::AtTimestamp(ms)) => {
-                    (ShardIteratorType::AtTimestamp, None, Some(*ms))
+                    StartingPoint::AtTimestamp(*ms)
                 }
-                _ => (ShardIteratorType::TrimHorizon, None, None),
+                _ => StartingPoint::TrimHorizon,
             },
-        }
-    }
-
-    /// Where a subscription resumes: the same place GetShardIterator would.
-    fn starting_point(&self) -> StartingPoint {
-        let (kind, sequence, timestamp) = self.starting_position();
-        match (kind, sequence, timestamp) {
-            (ShardIteratorType::AfterSequenceNumber, Some(sequence), _) => {
-                StartingPoint::AfterSequence(sequence)
-            }
-            (ShardIteratorType::AtSequenceNumber, Some(sequence), _) => {
-                StartingPoint::AtSequence(sequence)
-            }
-            (ShardIteratorType::Latest, _, _) => StartingPoint::Latest,
-            (ShardIteratorType::AtTimestamp, _, Some(ms)) => StartingPoint::AtTimestamp(ms),
-            _ => StartingPoint::TrimHorizon,
         }
     }
 
@@ -195,16 +209,23 @@ impl ShardCursor {
     }
 }
 
-/// Reads a shard until it is finished (returns `true`) or the reader is dropped.
-pub async fn run(context: Arc<ReaderContext>, mode: Mode, shard: String, start: StartFrom) -> bool {
+/// Reads a shard until it is finished or the engine goes away ([`ReaderEnd`]), or until the
+/// reader is dropped.
+pub async fn run(
+    context: Arc<ReaderContext>,
+    mode: Mode,
+    shard: String,
+    start: StartFrom,
+) -> ReaderEnd {
     let shard: Arc<str> = Arc::from(shard);
     let mut cursor = ShardCursor::new(shard.clone(), start);
     if matches!(cursor.progress, Some(ShardProgress::Finished)) {
-        return true;
+        return ReaderEnd::ShardClosed {
+            children: Vec::new(),
+        };
     }
-    let finished = match mode {
+    let end = match mode {
         Mode::FanOut {
-            subscriber,
             consumer_arn,
             renew_after,
             idle_timeout,
@@ -212,7 +233,6 @@ pub async fn run(context: Arc<ReaderContext>, mode: Mode, shard: String, start: 
             fan_out(
                 &context,
                 &mut cursor,
-                &subscriber,
                 &consumer_arn,
                 renew_after,
                 idle_timeout,
@@ -221,30 +241,28 @@ pub async fn run(context: Arc<ReaderContext>, mode: Mode, shard: String, start: 
         }
         Mode::Polling { interval, limit } => poll(&context, &mut cursor, interval, limit).await,
     };
-    if finished {
-        tracing::info!(shard = %shard, "shard read to its end");
+    if end.finished() {
+        tracing::info!(shard = %shard, ?end, "shard read to its end");
         let _ = context.events.send(ShardEvent::Finished { shard }).await;
     }
-    finished
+    end
 }
 
 async fn send_records(
     context: &ReaderContext,
     cursor: &mut ShardCursor,
     records: Vec<FetchedRecord>,
-) -> bool {
+) -> Result<(), Stopped> {
     for record in records {
         for read in cursor.records(record, context.deaggregate) {
             let event = ShardEvent::Record {
                 shard: cursor.shard.clone(),
                 record: read,
             };
-            if context.events.send(event).await.is_err() {
-                return false;
-            }
+            context.events.send(event).await.map_err(|_| Stopped)?;
         }
     }
-    true
+    Ok(())
 }
 
 fn backoff(failures: u32) -> Duration {
@@ -263,37 +281,18 @@ fn is_closed(context: &ReaderContext, shard: &str) -> bool {
 /// Whether a closed shard has nothing after what was delivered: a GetRecords after the last
 /// delivered record returns no records and no next iterator.
 async fn read_to_end(context: &ReaderContext, cursor: &ShardCursor) -> bool {
-    let (kind, sequence, timestamp) = cursor.starting_position();
-    if kind == ShardIteratorType::Latest {
+    let start = cursor.starting_point();
+    if start == StartingPoint::Latest {
         // Nothing was delivered and nothing new can arrive on a closed shard.
         return true;
     }
-    let mut request = context
-        .client
-        .get_shard_iterator()
-        .shard_id(cursor.shard.as_ref())
-        .shard_iterator_type(kind)
-        .set_starting_sequence_number(sequence)
-        .set_timestamp(timestamp.map(DateTime::from_millis));
-    request = match &context.stream.arn {
-        Some(arn) => request.stream_arn(arn),
-        None => request.stream_name(&context.stream.name),
+    let iterator = match context.api.shard_iterator(&cursor.shard, &start).await {
+        Ok(Some(iterator)) => iterator,
+        Ok(None) => return true,
+        Err(_) => return false,
     };
-    let Ok(iterator) = request.send().await else {
-        return false;
-    };
-    let Some(iterator) = iterator.shard_iterator else {
-        return true;
-    };
-    match context
-        .client
-        .get_records()
-        .shard_iterator(iterator)
-        .limit(1)
-        .send()
-        .await
-    {
-        Ok(page) => page.records.is_empty() && page.next_shard_iterator.is_none(),
+    match context.api.get_records(&iterator, 1).await {
+        Ok(page) => page.records.is_empty() && page.next_iterator.is_none(),
         Err(_) => false,
     }
 }
@@ -301,18 +300,18 @@ async fn read_to_end(context: &ReaderContext, cursor: &ShardCursor) -> bool {
 async fn fan_out(
     context: &ReaderContext,
     cursor: &mut ShardCursor,
-    subscriber: &Subscriber,
     consumer_arn: &str,
     renew_after: Duration,
     idle_timeout: Duration,
-) -> bool {
+) -> ReaderEnd {
     let mut failures = 0u32;
     loop {
         let start = cursor.starting_point();
-        let subscribed = subscriber
+        let subscribed = context
+            .api
             .subscribe(consumer_arn, &cursor.shard, &start, idle_timeout)
             .await;
-        let mut subscription = match subscribed {
+        let subscription = match subscribed {
             Ok(subscription) => subscription,
             Err(error) => {
                 failures += 1;
@@ -322,74 +321,101 @@ async fn fan_out(
             }
         };
         tracing::debug!(shard = %cursor.shard, ?start, "subscribed");
-        let renew_at = tokio::time::Instant::now() + renew_after;
-        let mut last_probe = tokio::time::Instant::now();
-        loop {
-            let next = tokio::select! {
-                _ = tokio::time::sleep_until(renew_at) => {
-                    tracing::debug!(shard = %cursor.shard, "renewing subscription before its 5-minute end");
-                    break;
+        let end = read_subscription(
+            context,
+            cursor,
+            subscription,
+            renew_after,
+            idle_timeout,
+            &mut failures,
+        )
+        .await;
+        match end {
+            SubscriptionEnd::Reader(end) => return end,
+            SubscriptionEnd::Renew
+            | SubscriptionEnd::Idle
+            | SubscriptionEnd::Ended
+            | SubscriptionEnd::Failed => {}
+        }
+    }
+}
+
+/// Delivers the events of one subscription until it ends.
+async fn read_subscription(
+    context: &ReaderContext,
+    cursor: &mut ShardCursor,
+    mut subscription: EventStream,
+    renew_after: Duration,
+    idle_timeout: Duration,
+    failures: &mut u32,
+) -> SubscriptionEnd {
+    let renew_at = tokio::time::Instant::now() + renew_after;
+    let mut last_probe = tokio::time::Instant::now();
+    loop {
+        let next = tokio::select! {
+            _ = tokio::time::sleep_until(renew_at) => {
+                tracing::debug!(shard = %cursor.shard, "renewing subscription before its 5-minute end");
+                return SubscriptionEnd::Renew;
+            }
+            next = tokio::time::timeout(idle_timeout, subscription.next()) => next,
+        };
+        let event = match next {
+            Err(_) => {
+                tracing::warn!(shard = %cursor.shard, "subscription idle; resubscribing");
+                return SubscriptionEnd::Idle;
+            }
+            Ok(None) => return SubscriptionEnd::Ended,
+            Ok(Some(Err(error))) => {
+                *failures += 1;
+                if error.code.as_deref() == Some("ResourceNotFoundException")
+                    && is_closed(context, &cursor.shard)
+                {
+                    // A closed shard that expired meanwhile.
+                    return SubscriptionEnd::Reader(ReaderEnd::Expired);
                 }
-                next = tokio::time::timeout(idle_timeout, subscription.next_event()) => next,
-            };
-            match next {
-                Err(_) => {
-                    tracing::warn!(shard = %cursor.shard, "subscription idle; resubscribing");
-                    break;
+                tracing::warn!(shard = %cursor.shard, %error, "subscription failed; resubscribing");
+                tokio::time::sleep(backoff(*failures)).await;
+                return SubscriptionEnd::Failed;
+            }
+            Ok(Some(Ok(event))) => event,
+        };
+        *failures = 0;
+        let had_records = !event.records.is_empty();
+        if let Err(Stopped) = send_records(context, cursor, event.records).await {
+            return SubscriptionEnd::Reader(ReaderEnd::Stopped);
+        }
+        let Some(continuation) = event.continuation else {
+            // No continuation: the shard has ended (its children are in the event).
+            return SubscriptionEnd::Reader(ReaderEnd::ShardClosed {
+                children: event.child_shards,
+            });
+        };
+        if !matches!(&cursor.progress, Some(ShardProgress::After { sequence, sub_sequence: None }) if sequence == &continuation)
+        {
+            cursor.progress = Some(ShardProgress::After {
+                sequence: continuation.clone(),
+                sub_sequence: None,
+            });
+            // Only once nothing of a resumed aggregate is pending.
+            if cursor.skip.is_none() {
+                let progress = ShardEvent::Progress {
+                    shard: cursor.shard.clone(),
+                    sequence: continuation,
+                };
+                if context.events.send(progress).await.is_err() {
+                    return SubscriptionEnd::Reader(ReaderEnd::Stopped);
                 }
-                // The server ended the subscription (after 5 minutes): resubscribe.
-                Ok(Ok(None)) => break,
-                Ok(Err(error)) => {
-                    failures += 1;
-                    if error.code.as_deref() == Some("ResourceNotFoundException")
-                        && is_closed(context, &cursor.shard)
-                    {
-                        // A closed shard that expired meanwhile.
-                        return true;
-                    }
-                    tracing::warn!(shard = %cursor.shard, %error, "subscription failed; resubscribing");
-                    tokio::time::sleep(backoff(failures)).await;
-                    break;
-                }
-                Ok(Ok(Some(event))) => {
-                    failures = 0;
-                    let had_records = !event.records.is_empty();
-                    if !send_records(context, cursor, event.records).await {
-                        return false;
-                    }
-                    match event.continuation {
-                        Some(continuation) => {
-                            if !matches!(&cursor.progress, Some(ShardProgress::After { sequence, sub_sequence: None }) if sequence == &continuation)
-                            {
-                                cursor.progress = Some(ShardProgress::After {
-                                    sequence: continuation.clone(),
-                                    sub_sequence: None,
-                                });
-                                // Only once nothing of a resumed aggregate is pending.
-                                if cursor.skip.is_none() {
-                                    let progress = ShardEvent::Progress {
-                                        shard: cursor.shard.clone(),
-                                        sequence: continuation,
-                                    };
-                                    if context.events.send(progress).await.is_err() {
-                                        return false;
-                                    }
-                                }
-                            }
-                        }
-                        // No continuation: the shard has ended (its children are in the event).
-                        None => return true,
-                    }
-                    if !had_records
-                        && last_probe.elapsed() >= END_PROBE_INTERVAL
-                        && is_closed(context, &cursor.shard)
-                    {
-                        last_probe = tokio::time::Instant::now();
-                        if read_to_end(context, cursor).await {
-                            return true;
-                        }
-                    }
-                }
+            }
+        }
+        if !had_records
+            && last_probe.elapsed() >= END_PROBE_INTERVAL
+            && is_closed(context, &cursor.shard)
+        {
+            last_probe = tokio::time::Instant::now();
+            if read_to_end(context, cursor).await {
+                return SubscriptionEnd::Reader(ReaderEnd::ShardClosed {
+                    children: Vec::new(),
+                });
             }
         }
     }
@@ -400,56 +426,45 @@ async fn poll(
     cursor: &mut ShardCursor,
     interval: Duration,
     limit: i32,
-) -> bool {
+) -> ReaderEnd {
     let mut failures = 0u32;
     let mut iterator: Option<String> = None;
     loop {
         let current = match iterator.take() {
             Some(it) => it,
-            None => {
-                let (kind, sequence, timestamp) = cursor.starting_position();
-                let mut request = context
-                    .client
-                    .get_shard_iterator()
-                    .shard_id(cursor.shard.as_ref())
-                    .shard_iterator_type(kind)
-                    .set_starting_sequence_number(sequence)
-                    .set_timestamp(timestamp.map(DateTime::from_millis));
-                request = match &context.stream.arn {
-                    Some(arn) => request.stream_arn(arn),
-                    None => request.stream_name(&context.stream.name),
-                };
-                match request.send().await {
-                    Ok(output) => match output.shard_iterator {
-                        Some(it) => it,
-                        None => return true,
-                    },
-                    Err(error) => {
-                        failures += 1;
-                        tracing::warn!(shard = %cursor.shard, error = %DisplayErrorContext(&error), "GetShardIterator failed; retrying");
-                        tokio::time::sleep(backoff(failures)).await;
-                        continue;
+            None => match context
+                .api
+                .shard_iterator(&cursor.shard, &cursor.starting_point())
+                .await
+            {
+                Ok(Some(it)) => it,
+                // Only a closed shard read to its end has no iterator.
+                Ok(None) => {
+                    return ReaderEnd::ShardClosed {
+                        children: Vec::new(),
                     }
                 }
-            }
+                Err(error) => {
+                    failures += 1;
+                    tracing::warn!(shard = %cursor.shard, %error, "GetShardIterator failed; retrying");
+                    tokio::time::sleep(backoff(failures)).await;
+                    continue;
+                }
+            },
         };
-        match context
-            .client
-            .get_records()
-            .shard_iterator(&current)
-            .limit(limit)
-            .send()
-            .await
-        {
+        match context.api.get_records(&current, limit).await {
             Ok(page) => {
                 failures = 0;
                 let empty = page.records.is_empty();
-                let records = page.records.into_iter().map(FetchedRecord::from).collect();
-                if !send_records(context, cursor, records).await {
-                    return false;
+                if let Err(Stopped) = send_records(context, cursor, page.records).await {
+                    return ReaderEnd::Stopped;
                 }
-                match page.next_shard_iterator {
-                    None => return true,
+                match page.next_iterator {
+                    None => {
+                        return ReaderEnd::ShardClosed {
+                            children: Vec::new(),
+                        }
+                    }
                     Some(next) => iterator = Some(next),
                 }
                 let caught_up = empty || page.millis_behind_latest == Some(0);
@@ -463,10 +478,9 @@ async fn poll(
             }
             Err(error) => {
                 failures += 1;
-                let code = error.code().unwrap_or("");
-                if code != "ExpiredIteratorException" {
+                if error.code.as_deref() != Some("ExpiredIteratorException") {
                     iterator = Some(current);
-                    tracing::warn!(shard = %cursor.shard, error = %DisplayErrorContext(&error), "GetRecords failed; retrying");
+                    tracing::warn!(shard = %cursor.shard, %error, "GetRecords failed; retrying");
                 }
                 tokio::time::sleep(backoff(failures)).await;
             }

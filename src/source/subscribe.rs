@@ -293,6 +293,22 @@ impl Subscription {
             }
         }
     }
+
+    /// The events as a stream, which ends where [`Subscription::next_event`] gives `Ok(None)`
+    /// or after the first error.
+    pub fn into_events(
+        self,
+    ) -> impl futures::Stream<Item = Result<SubscriptionEvent, SubscribeError>> + Send + 'static
+    {
+        futures::stream::unfold(Some(self), |subscription| async move {
+            let mut subscription = subscription?;
+            match subscription.next_event().await {
+                Ok(Some(event)) => Some((Ok(event), Some(subscription))),
+                Ok(None) => None,
+                Err(error) => Some((Err(error), None)),
+            }
+        })
+    }
 }
 
 #[cfg(test)]
