@@ -560,21 +560,16 @@ async fn run(conduit_binary: &Path, settings: Settings) -> Result<bool, String> 
         let stats = stats.clone();
         let faults = faults.clone();
         let every = settings.sample_every;
-        let plugin_pids = {
-            let conduit_pid = conduit_pid;
-            move || {
-                support::conduit::child_pids(conduit_pid)
-                    .into_iter()
-                    .filter(|pid| {
-                        std::fs::read_link(format!("/proc/{pid}/exe"))
-                            .ok()
-                            .and_then(|exe| {
-                                exe.file_name().map(|n| n.to_string_lossy().into_owned())
-                            })
-                            .is_some_and(|name| name.starts_with("conduit-connector-kinesis"))
-                    })
-                    .collect::<Vec<u32>>()
-            }
+        let plugin_pids = move || {
+            support::conduit::child_pids(conduit_pid)
+                .into_iter()
+                .filter(|pid| {
+                    std::fs::read_link(format!("/proc/{pid}/exe"))
+                        .ok()
+                        .and_then(|exe| exe.file_name().map(|n| n.to_string_lossy().into_owned()))
+                        .is_some_and(|name| name.starts_with("conduit-connector-kinesis"))
+                })
+                .collect::<Vec<u32>>()
         };
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(every);
