@@ -23,9 +23,12 @@
 //! * one reshard of the input stream (UpdateShardCount to twice the shards) at
 //!   `SOAK_RESHARD_AT` (default half-way), sent to kinesis-local directly.
 //!
-//! Subscriptions are renewed by the source before their 5-minute end (4 m 30 s by default), so
-//! the default 15 minutes cross at least two renewals per shard; renewals are counted from the
-//! plugin's debug log lines (Conduit runs at `SOAK_LOG_LEVEL`, default `debug`).
+//! Subscriptions are renewed by the source before their 5-minute end (4 m 30 s by default). An
+//! outage ends every subscription and the next one starts its own 4 m 30 s, so outages come
+//! every 5 minutes: the default 15 minutes then see the input's first shards renewed at 4:30
+//! and, after the reshard at 7:30 and the outage at 10:00, its new shards renewed at ~14:40.
+//! Renewals are counted from the plugin's debug log lines (Conduit runs at `SOAK_LOG_LEVEL`,
+//! default `debug`).
 //!
 //! At the end: the producer stops, the pipeline gets at most `SOAK_DRAIN_TIMEOUT` to deliver
 //! everything, then both streams are read whole. The report (stdout, also written to
@@ -42,7 +45,7 @@
 //!
 //! Knobs: `SOAK_DURATION` (default `15m`; `90s`, `1h`, `2m30s` or plain seconds), `SOAK_RATE`
 //! (30), `SOAK_SHARDS` (input shards, 8), `SOAK_OUTPUT_SHARDS` (8), `SOAK_KEYS` (partition
-//! keys, 64), `SOAK_RECORD_BYTES` (100), `SOAK_SAMPLE_EVERY` (15s), `SOAK_OUTAGE_EVERY` (3m,
+//! keys, 64), `SOAK_RECORD_BYTES` (100), `SOAK_SAMPLE_EVERY` (15s), `SOAK_OUTAGE_EVERY` (5m,
 //! at most a third of the duration), `SOAK_THROTTLE_ENTRIES` (0.05),
 //! `SOAK_THROTTLE_EVERY_CALL` (25), `SOAK_RESHARD_AT` (half the duration), `SOAK_DRAIN_TIMEOUT`
 //! (5m), `SOAK_LOG_LEVEL` (debug), `SOAK_REPORT` (report path).
@@ -204,7 +207,7 @@ impl Settings {
         if duration < Duration::from_secs(10) {
             return Err("SOAK_DURATION must be at least 10s".into());
         }
-        let outage_every = env_duration("SOAK_OUTAGE_EVERY", Duration::from_secs(180))?
+        let outage_every = env_duration("SOAK_OUTAGE_EVERY", Duration::from_secs(300))?
             .min(duration / 3)
             .max(Duration::from_secs(1));
         Ok(Settings {
