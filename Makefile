@@ -5,7 +5,7 @@ CARGO ?= cargo
 export AWS_EC2_METADATA_DISABLED := true
 
 # demo: a local Kinesis server, the connector and Conduit (when installable), end to end
-.PHONY: demo all build release setup test test-unit test-integration generate lint fmt clean bench
+.PHONY: demo all build release setup test test-unit test-integration generate lint fmt clean bench soak
 
 all: build
 
@@ -45,6 +45,13 @@ bench: setup
 	$(CARGO) bench --bench destination
 	$(CARGO) bench --bench source
 	$(CARGO) bench --bench conduit
+
+## soak: Kinesis → Kinesis through the connector in the real Conduit for SOAK_DURATION (15m)
+## at SOAK_RATE records/s (30), with throttling, dropped connections and a reshard; fails
+## when a record is lost. Not part of test or bench. The report is printed and written to
+## target/soak/report.md. Every SOAK_* variable of the environment is passed through.
+soak: setup
+	$(CARGO) bench --bench soak
 
 lint:
 	$(CARGO) fmt --all --check
