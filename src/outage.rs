@@ -5,6 +5,7 @@
 //! A Kinesis endpoint that is down for a minute makes every reader retry every few seconds;
 //! logging each attempt of each shard buried the one line that mattered.
 
+use std::sync::Mutex;
 use std::time::Duration;
 
 use tokio::time::Instant;
@@ -75,6 +76,33 @@ impl FailureStreak {
         *self = FailureStreak::default();
         Some(recovery)
     }
+}
+
+/// A [`FailureStreak`] shared by tasks that fail together (the lanes of a writer, the shard
+/// readers of a source): an outage is reported a few times a minute however many tasks
+/// there are, and the first success of any of them ends it.
+#[derive(Debug, Default)]
+pub struct SharedStreak(Mutex<FailureStreak>);
+
+impl SharedStreak {
+    /// See [`FailureStreak::failed`], now.
+    pub fn failed(&self) -> Option<FailureReport> {
+        self.lock().failed(Instant::now())
+    }
+
+    /// See [`FailureStreak::succeeded`], now. Cheap when nothing failed.
+    pub fn succeeded(&self) -> Option<Recovery> {
+        self.lock().succeeded(Instant::now())
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, FailureStreak> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// Whole seconds, for log fields.
+pub fn seconds(duration: Duration) -> u64 {
+    duration.as_secs_f64().round() as u64
 }
 
 #[cfg(test)]

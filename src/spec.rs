@@ -412,8 +412,10 @@ fn destination_write_params() -> Vec<Param> {
         Param::new(
             RETRY_MAX_ATTEMPTS,
             ParamType::Int,
-            "Attempts per record for throttled or failed writes (partial PutRecords failures, throttling, \
-             server errors, lost connections) before the record is nacked with the AWS error.",
+            "Attempts per record for writes Kinesis answers with a retriable error (partial PutRecords \
+             failures, throttling, server errors) before the record is nacked with the AWS error. Calls \
+             that get no answer (connection refused or lost, timeout) do not count: they are retried \
+             with the same backoff until the endpoint answers, and a warning says so.",
         )
         .default("10")
         .validations(&[Validation::GreaterThan(0.0)]),

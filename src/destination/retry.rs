@@ -87,7 +87,13 @@ pub enum CallFailure {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CallVerdict {
+    /// Kinesis answered with an error worth another attempt: the attempt counts against
+    /// `retry.maxAttempts`.
     RetryAll,
+    /// No answer at all (connection refused or lost, timeout): the endpoint is away, not the
+    /// records at fault, so the call is retried until it answers without spending attempts.
+    /// Nacking would only stop the pipeline on an outage it would recover from by itself.
+    RetryUntilReachable,
     StreamMissing,
     RejectAll,
 }
@@ -117,7 +123,7 @@ pub fn call_verdict(failure: CallFailure, code: Option<&str>) -> CallVerdict {
         return CallVerdict::RetryAll;
     }
     match failure {
-        CallFailure::Transport => CallVerdict::RetryAll,
+        CallFailure::Transport => CallVerdict::RetryUntilReachable,
         CallFailure::Service { status } if status >= 500 || status == 429 => CallVerdict::RetryAll,
         // Credentials may come from a provider that recovers (instance roles, SSO refresh).
         CallFailure::Local => CallVerdict::RetryAll,
@@ -181,7 +187,12 @@ mod tests {
     fn call_verdicts() {
         assert_eq!(
             call_verdict(CallFailure::Transport, None),
-            CallVerdict::RetryAll
+            CallVerdict::RetryUntilReachable
+        );
+        assert_eq!(
+            call_verdict(CallFailure::Local, None),
+            CallVerdict::RetryAll,
+            "credentials that do not resolve spend attempts: they may be misconfigured"
         );
         assert_eq!(
             call_verdict(

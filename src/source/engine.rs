@@ -9,6 +9,7 @@ use tokio::sync::{mpsc, Mutex};
 use tokio::task::JoinHandle;
 
 use super::api::ShardApi;
+use super::health::ReadHealth;
 use super::lineage;
 use super::plan::{Action, Planner};
 use super::position::{Position, PositionEncoder, ShardProgress};
@@ -57,6 +58,7 @@ impl Engine {
             deaggregate: config.deaggregate,
             events: events_tx,
             closed: Arc::new(RwLock::new(HashMap::new())),
+            health: ReadHealth::default(),
         });
         let coordinator = tokio::spawn(coordinate(
             context,
@@ -198,7 +200,11 @@ async fn coordinate(
                     }
                 }
             }
-            Err(error) => tracing::warn!(%error, "listing shards failed; retrying"),
+            Err(error) => tracing::warn!(
+                %error,
+                retry_in_ms = discovery_interval.as_millis() as u64,
+                "listing shards failed; retrying at the next discovery"
+            ),
         }
         // Wait for a shard to finish (its children may now be readable) or the next discovery.
         tokio::select! {

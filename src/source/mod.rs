@@ -8,6 +8,7 @@ pub mod engine;
 pub mod eventstream;
 #[cfg(test)]
 pub mod fake;
+pub mod health;
 pub mod lineage;
 pub mod plan;
 pub mod position;

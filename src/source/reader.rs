@@ -10,6 +10,7 @@ use tokio::sync::mpsc;
 use super::api::{EventStream, ShardApi};
 
 use super::deaggregate::decode_aggregate;
+use super::health::ReadHealth;
 use super::position::{Resume, ShardProgress};
 use super::records::{FetchedRecord, ReadRecord};
 use super::settings::InitialPosition;
@@ -54,6 +55,8 @@ pub struct ReaderContext {
     pub deaggregate: bool,
     pub events: mpsc::Sender<ShardEvent>,
     pub closed: ClosedShards,
+    /// Failed calls of all readers, reported together.
+    pub health: ReadHealth,
 }
 
 /// The mode-specific part.
@@ -315,11 +318,14 @@ async fn fan_out(
             Ok(subscription) => subscription,
             Err(error) => {
                 failures += 1;
-                tracing::warn!(shard = %cursor.shard, %error, "SubscribeToShard failed; retrying");
-                tokio::time::sleep(backoff(failures)).await;
+                let wait = backoff(failures);
+                let what = "SubscribeToShard failed; retrying";
+                context.health.failed(&cursor.shard, what, &error, wait);
+                tokio::time::sleep(wait).await;
                 continue;
             }
         };
+        context.health.succeeded();
         tracing::debug!(shard = %cursor.shard, ?start, "subscribed");
         let end = read_subscription(
             context,
@@ -361,7 +367,11 @@ async fn read_subscription(
         };
         let event = match next {
             Err(_) => {
-                tracing::warn!(shard = %cursor.shard, "subscription idle; resubscribing");
+                let what = "subscription idle; resubscribing";
+                let error = format!("nothing arrived in {idle_timeout:?}");
+                context
+                    .health
+                    .failed(&cursor.shard, what, &error, Duration::ZERO);
                 return SubscriptionEnd::Idle;
             }
             Ok(None) => return SubscriptionEnd::Ended,
@@ -373,13 +383,16 @@ async fn read_subscription(
                     // A closed shard that expired meanwhile.
                     return SubscriptionEnd::Reader(ReaderEnd::Expired);
                 }
-                tracing::warn!(shard = %cursor.shard, %error, "subscription failed; resubscribing");
-                tokio::time::sleep(backoff(*failures)).await;
+                let wait = backoff(*failures);
+                let what = "subscription failed; resubscribing";
+                context.health.failed(&cursor.shard, what, &error, wait);
+                tokio::time::sleep(wait).await;
                 return SubscriptionEnd::Failed;
             }
             Ok(Some(Ok(event))) => event,
         };
         *failures = 0;
+        context.health.succeeded();
         let had_records = !event.records.is_empty();
         if let Err(Stopped) = send_records(context, cursor, event.records).await {
             return SubscriptionEnd::Reader(ReaderEnd::Stopped);
@@ -446,8 +459,10 @@ async fn poll(
                 }
                 Err(error) => {
                     failures += 1;
-                    tracing::warn!(shard = %cursor.shard, %error, "GetShardIterator failed; retrying");
-                    tokio::time::sleep(backoff(failures)).await;
+                    let wait = backoff(failures);
+                    let what = "GetShardIterator failed; retrying";
+                    context.health.failed(&cursor.shard, what, &error, wait);
+                    tokio::time::sleep(wait).await;
                     continue;
                 }
             },
@@ -455,6 +470,7 @@ async fn poll(
         match context.api.get_records(&current, limit).await {
             Ok(page) => {
                 failures = 0;
+                context.health.succeeded();
                 let empty = page.records.is_empty();
                 if let Err(Stopped) = send_records(context, cursor, page.records).await {
                     return ReaderEnd::Stopped;
@@ -478,11 +494,14 @@ async fn poll(
             }
             Err(error) => {
                 failures += 1;
+                let wait = backoff(failures);
+                // An expired iterator is routine (a slow consumer): get a new one, quietly.
                 if error.code.as_deref() != Some("ExpiredIteratorException") {
                     iterator = Some(current);
-                    tracing::warn!(shard = %cursor.shard, %error, "GetRecords failed; retrying");
+                    let what = "GetRecords failed; retrying";
+                    context.health.failed(&cursor.shard, what, &error, wait);
                 }
-                tokio::time::sleep(backoff(failures)).await;
+                tokio::time::sleep(wait).await;
             }
         }
     }

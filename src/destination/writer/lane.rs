@@ -9,6 +9,7 @@ use tokio::sync::mpsc;
 
 use super::catalog::StreamCatalog;
 use super::error::RecordError;
+use super::health::{CallFailed, CallHealth};
 use super::{Backlog, Entry, WriterConfig};
 use crate::aws::StreamRef;
 use crate::destination::batch::{Batch, BatchEntry, BatchLimits, Offer, MAX_REQUEST_BYTES};
@@ -95,6 +96,7 @@ pub(super) struct Lane<S> {
     pub(super) config: Arc<WriterConfig>,
     pub(super) catalog: Arc<StreamCatalog>,
     pub(super) backlog: Arc<Backlog>,
+    pub(super) health: Arc<CallHealth>,
     pub(super) waiting: mpsc::Receiver<Vec<Entry>>,
     /// Entries that belong to a later call, in arrival order.
     pub(super) deferred: VecDeque<Entry>,
@@ -207,48 +209,79 @@ impl<S: PutRecordsSender> Lane<S> {
         self.put_with_retries(&stream, pending).await;
     }
 
+    /// Sends `pending` until every entry is written or resolved otherwise. Attempts Kinesis
+    /// answers with a retriable error count against `retry.maxAttempts`; calls that get no
+    /// answer at all do not (see [`CallVerdict::RetryUntilReachable`]) and are retried with
+    /// the same capped backoff until the endpoint answers or the destination stops.
     async fn put_with_retries(&self, stream: &StreamRef, mut pending: Vec<Entry>) {
         let policy = self.config.retry;
-        let mut attempts = 0;
+        let mut answered_failures = 0;
+        let mut unanswered_in_a_row = 0;
         while !pending.is_empty() {
-            attempts += 1;
-            let (retry, last_error) = self.put_once(stream, pending).await;
+            let entries = pending.len();
+            let (retry, cause) = self.put_once(stream, pending).await;
             pending = retry;
-            if pending.is_empty() {
+            let Some(cause) = cause else {
+                self.health.succeeded();
                 return;
-            }
-            if !policy.may_retry(attempts) {
-                let reason = last_error.unwrap_or_else(|| "unknown error".into());
-                for entry in pending {
-                    entry.fail(|position| RecordError::RetriesExhausted {
-                        position,
-                        stream: stream.name.clone(),
-                        attempts,
-                        reason: reason.clone(),
-                    });
+            };
+            let wait = match cause.kind {
+                RetryKind::Unanswered => {
+                    unanswered_in_a_row += 1;
+                    policy.backoff(unanswered_in_a_row)
                 }
-                return;
+                RetryKind::Entries | RetryKind::Call => {
+                    unanswered_in_a_row = 0;
+                    answered_failures += 1;
+                    if !policy.may_retry(answered_failures) {
+                        self.exhausted(stream, pending, answered_failures, cause.reason);
+                        return;
+                    }
+                    policy.backoff(answered_failures)
+                }
+            };
+            if cause.kind == RetryKind::Entries {
+                // The call itself went through: the endpoint is fine, some shards are busy.
+                self.health.succeeded();
+                tracing::debug!(
+                    stream = %stream.name,
+                    entries = pending.len(),
+                    attempt = answered_failures,
+                    wait_ms = wait.as_millis() as u64,
+                    error = cause.reason,
+                    "retrying PutRecords entries"
+                );
+            } else {
+                self.health.failed(&CallFailed {
+                    stream: &stream.name,
+                    entries,
+                    answered: cause.kind == RetryKind::Call,
+                    reason: &cause.reason,
+                    retry_in: wait,
+                });
             }
-            let wait = policy.backoff(attempts);
-            tracing::debug!(
-                stream = %stream.name,
-                entries = pending.len(),
-                attempt = attempts,
-                wait_ms = wait.as_millis() as u64,
-                error = last_error.as_deref().unwrap_or(""),
-                "retrying PutRecords entries"
-            );
             tokio::time::sleep(wait).await;
         }
     }
 
+    fn exhausted(&self, stream: &StreamRef, entries: Vec<Entry>, attempts: u32, reason: String) {
+        for entry in entries {
+            entry.fail(|position| RecordError::RetriesExhausted {
+                position,
+                stream: stream.name.clone(),
+                attempts,
+                reason: reason.clone(),
+            });
+        }
+    }
+
     /// One PutRecords call. Resolves written and rejected entries; returns those to retry and
-    /// the error that made them fail.
+    /// why they failed (`None`: nothing to retry).
     async fn put_once(
         &self,
         stream: &StreamRef,
         entries: Vec<Entry>,
-    ) -> (Vec<Entry>, Option<String>) {
+    ) -> (Vec<Entry>, Option<RetryCause>) {
         debug_assert!(
             entries.iter().map(Entry::size).sum::<usize>() <= MAX_REQUEST_BYTES
                 || entries.len() == 1
@@ -278,12 +311,23 @@ impl<S: PutRecordsSender> Lane<S> {
                         }
                     }
                 }
-                (retry, last_error)
+                let cause = last_error.map(|reason| RetryCause {
+                    kind: RetryKind::Entries,
+                    reason,
+                });
+                (retry, cause)
             }
             Err(error) => {
                 let reason = error.reason();
                 match error.verdict() {
-                    CallVerdict::RetryAll => (entries, Some(reason)),
+                    CallVerdict::RetryAll => {
+                        let kind = RetryKind::Call;
+                        (entries, Some(RetryCause { kind, reason }))
+                    }
+                    CallVerdict::RetryUntilReachable => {
+                        let kind = RetryKind::Unanswered;
+                        (entries, Some(RetryCause { kind, reason }))
+                    }
                     CallVerdict::StreamMissing => {
                         self.catalog.forget(stream);
                         for entry in entries {
@@ -309,6 +353,22 @@ impl<S: PutRecordsSender> Lane<S> {
             }
         }
     }
+}
+
+/// How the entries a call hands back failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum RetryKind {
+    /// Kinesis answered the call and failed some entries (throttled shards).
+    Entries,
+    /// Kinesis answered the call with a retriable error.
+    Call,
+    /// The call got no answer.
+    Unanswered,
+}
+
+struct RetryCause {
+    kind: RetryKind,
+    reason: String,
 }
 
 #[cfg(test)]

@@ -8,6 +8,7 @@
 
 mod catalog;
 mod error;
+mod health;
 mod lane;
 mod outcome;
 mod prepare;
@@ -37,6 +38,7 @@ use crate::plugin::{Record, WriteOutcome};
 use catalog::StreamCatalog;
 pub use catalog::StreamInfo;
 pub use error::{describe_position, RecordError};
+use health::CallHealth;
 use lane::Lane;
 use outcome::{Group, GroupOutcomes, OutcomeSlot};
 use prepare::prepare_loop;
@@ -202,6 +204,7 @@ impl Writer {
             catalog.insert(&stream, info);
         }
         let backlog = Arc::new(Backlog::default());
+        let health = Arc::new(CallHealth::default());
         let put = Arc::new(put);
         let mut tasks = Vec::new();
         let mut lanes = Vec::new();
@@ -213,6 +216,7 @@ impl Writer {
                 config: config.clone(),
                 catalog: catalog.clone(),
                 backlog: backlog.clone(),
+                health: health.clone(),
                 waiting: rx,
                 deferred: VecDeque::new(),
             };

@@ -361,9 +361,9 @@ async fn entries_are_nacked_with_the_last_error_once_retries_are_exhausted() {
 async fn calls_that_keep_failing_are_retried_whole_then_nacked() {
     let fake = FakeSender::new(|_, _| None).failing_calls(|_| {
         Some(CallError {
-            failure: CallFailure::Transport,
+            failure: CallFailure::Service { status: 503 },
             code: None,
-            message: "connection refused".into(),
+            message: "service unavailable".into(),
         })
     });
     let log = fake.log.clone();
@@ -374,12 +374,43 @@ async fn calls_that_keep_failing_are_retried_whole_then_nacked() {
             position: position.as_bytes().to_vec(),
             stream: STREAM.into(),
             attempts: 2,
-            reason: "connection refused".into(),
+            reason: "service unavailable".into(),
         }
         .to_string())
     };
     assert_eq!(outcomes, vec![nack("p1"), nack("p2")]);
     assert_eq!(log.lock().unwrap().calls.len(), 2);
+}
+
+#[tokio::test]
+async fn calls_without_an_answer_are_retried_past_max_attempts_until_the_endpoint_answers() {
+    // An endpoint away for 6 calls, with retry.maxAttempts 2: nothing is nacked, and a
+    // server error after the outage still has the whole attempt budget.
+    let outage_calls = 6;
+    let fake = FakeSender::new(|_, _| None).failing_calls(move |call| {
+        (call <= outage_calls + 1).then(|| {
+            if call <= outage_calls {
+                CallError {
+                    failure: CallFailure::Transport,
+                    code: None,
+                    message: "connection refused".into(),
+                }
+            } else {
+                CallError {
+                    failure: CallFailure::Service { status: 500 },
+                    code: Some("InternalFailure".into()),
+                    message: "try again".into(),
+                }
+            }
+        })
+    });
+    let log = fake.log.clone();
+    let writer = start(fake, config(1, 2));
+    let outcomes = write(&writer, records(&[("p1", "k1"), ("p2", "k2")])).await;
+    assert_eq!(outcomes, vec![Ok(()), Ok(())]);
+    let log = log.lock().unwrap();
+    assert_eq!(log.calls.len(), outage_calls + 2);
+    assert_eq!(log.written, strings(&["p1", "p2"]));
 }
 
 #[tokio::test]
