@@ -71,6 +71,15 @@ fn run_plugin() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("{error}");
+            if matches!(
+                error,
+                plugin::ServeError::Handshake(plugin::env::HandshakeError::MissingMagicCookie)
+            ) {
+                eprintln!(
+                    "This connector's name is `kinesis` (`standalone:kinesis`). Run it with \
+                     --help for the commands it offers."
+                );
+            }
             ExitCode::FAILURE
         }
     }

@@ -422,7 +422,8 @@ fn destination_write_params() -> Vec<Param> {
         Param::new(
             RETRY_INITIAL_BACKOFF,
             ParamType::Duration,
-            "Wait before the first retry; doubles on each further attempt, with full jitter.",
+            "Wait before the first retry; doubles on each further attempt. Each wait is drawn between \
+             half its value and its value, so that writers retrying together spread out.",
         )
         .default("100ms"),
         Param::new(

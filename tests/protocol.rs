@@ -145,6 +145,10 @@ fn refuses_to_run_without_the_magic_cookie() {
             stderr.contains("not meant to be executed directly"),
             "cookie {cookie:?}: {stderr}"
         );
+        assert!(
+            stderr.contains("`standalone:kinesis`") && stderr.contains("--help"),
+            "cookie {cookie:?}: {stderr}"
+        );
     }
 }
 

@@ -2,7 +2,8 @@
 
 use std::time::Duration;
 
-/// Exponential backoff with full jitter, up to a number of attempts.
+/// Exponential backoff with jitter over the upper half of each wait, up to a number of
+/// attempts.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct RetryPolicy {
     pub max_attempts: u32,

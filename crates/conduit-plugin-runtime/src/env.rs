@@ -37,7 +37,7 @@ pub enum HandshakeError {
     #[error(
         "This binary is a plugin for Conduit (https://conduit.io). It is not meant to be executed \
          directly: put it in Conduit's connectors directory and reference it from a pipeline as \
-         `standalone:kinesis`. Run it with --help for the commands it offers."
+         `standalone:<name>`, with the name from its specification."
     )]
     MissingMagicCookie,
     /// The host does not offer protocol version 2.
