@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use base64::Engine as _;
 
-use super::args::{value, OptSpec, Parsed};
+use super::args::{self, value, OptSpec, Parsed};
 use crate::destination::settings::stream_ref_from_rendered;
 use crate::spec::{AWS_PROFILE, AWS_REGION, AWS_URL, STREAM_ARN, STREAM_NAME};
 
@@ -113,6 +113,31 @@ pub fn usage_error(command: &str, message: impl std::fmt::Display) -> ExitCode {
         "error: {message}\n\nRun 'conduit-connector-kinesis {command} --help' for the options."
     );
     ExitCode::from(USAGE)
+}
+
+/// Parses a command's `options` and the AWS options.
+pub fn parse_arguments(arguments: &[String], options: &[OptSpec]) -> Result<Parsed, String> {
+    let specs: Vec<OptSpec> = options.iter().chain(AWS_OPTIONS).copied().collect();
+    args::parse(arguments, &specs)
+}
+
+/// A command's command line: its options and the AWS options parsed, then read by `read`.
+/// `Err` is the exit status to return at once: after printing the help (`--help`), or a
+/// usage error.
+pub fn parse_command<T>(
+    command: &str,
+    arguments: &[String],
+    options: &[OptSpec],
+    help: &str,
+    read: impl FnOnce(&Parsed) -> Result<T, String>,
+) -> Result<(Parsed, T), ExitCode> {
+    let parsed = parse_arguments(arguments, options).map_err(|e| usage_error(command, e))?;
+    if parsed.help {
+        print!("{help}{AWS_HELP}");
+        return Err(ExitCode::SUCCESS);
+    }
+    let read = read(&parsed).map_err(|e| usage_error(command, e))?;
+    Ok((parsed, read))
 }
 
 /// Logs of the connector's own code go to stderr: warnings by default, `-v` info, `-vv` debug.

@@ -8,10 +8,10 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::args::{self, flag, value, OptSpec, Parsed};
+use super::args::{flag, value, OptSpec, Parsed};
 use super::common::{
-    connection_params, fail, in_option_terms, init_logging, per_second, rate_text, runtime,
-    seconds, usage_error, Counters, JsonLine, Output, OutputError, Progress, AWS_HELP, AWS_OPTIONS,
+    connection_params, fail, in_option_terms, init_logging, parse_command, per_second, rate_text,
+    runtime, seconds, Counters, JsonLine, Output, OutputError, Progress,
 };
 use crate::config::gosyntax::parse_duration;
 use crate::plugin::Record;
@@ -89,18 +89,9 @@ struct Options {
 }
 
 pub fn run(arguments: &[String]) -> ExitCode {
-    let specs: Vec<OptSpec> = OPTIONS.iter().chain(AWS_OPTIONS).copied().collect();
-    let parsed = match args::parse(arguments, &specs) {
+    let (parsed, options) = match parse_command("consume", arguments, OPTIONS, HELP, options) {
         Ok(parsed) => parsed,
-        Err(e) => return usage_error("consume", e),
-    };
-    if parsed.help {
-        print!("{HELP}{AWS_HELP}");
-        return ExitCode::SUCCESS;
-    }
-    let options = match options(&parsed) {
-        Ok(options) => options,
-        Err(e) => return usage_error("consume", e),
+        Err(code) => return code,
     };
     init_logging(parsed.verbosity);
     let runtime = match runtime() {
@@ -385,9 +376,8 @@ mod tests {
     use crate::source::settings::InitialPosition;
 
     fn options_for(args: &[&str]) -> Result<Options, String> {
-        let specs: Vec<OptSpec> = OPTIONS.iter().chain(AWS_OPTIONS).copied().collect();
         let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
-        options(&args::parse(&args, &specs)?)
+        options(&super::super::common::parse_arguments(&args, OPTIONS)?)
     }
 
     #[test]

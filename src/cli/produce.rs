@@ -16,10 +16,10 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 use tokio::sync::{mpsc, oneshot};
 
-use super::args::{self, flag, optional, value, OptSpec, Parsed};
+use super::args::{flag, optional, value, OptSpec, Parsed};
 use super::common::{
-    connection_params, fail, in_option_terms, init_logging, per_second, rate_text, runtime,
-    seconds, usage_error, Counters, JsonLine, Output, OutputError, Progress, AWS_HELP, AWS_OPTIONS,
+    connection_params, fail, in_option_terms, init_logging, parse_command, per_second, rate_text,
+    runtime, seconds, usage_error, Counters, JsonLine, Output, OutputError, Progress,
 };
 use super::input::{read_rows, InputKind, Item, Row};
 use crate::aws;
@@ -139,18 +139,9 @@ struct Options {
 }
 
 pub fn run(arguments: &[String]) -> ExitCode {
-    let specs: Vec<OptSpec> = OPTIONS.iter().chain(AWS_OPTIONS).copied().collect();
-    let parsed = match args::parse(arguments, &specs) {
+    let (parsed, options) = match parse_command("produce", arguments, OPTIONS, HELP, options) {
         Ok(parsed) => parsed,
-        Err(e) => return usage_error("produce", e),
-    };
-    if parsed.help {
-        print!("{HELP}{AWS_HELP}");
-        return ExitCode::SUCCESS;
-    }
-    let options = match options(&parsed) {
-        Ok(options) => options,
-        Err(e) => return usage_error("produce", e),
+        Err(code) => return code,
     };
     let config = match writer_setup(&options) {
         Ok(config) => config,
@@ -729,9 +720,8 @@ mod tests {
     use super::*;
 
     fn options_for(args: &[&str]) -> Result<Options, String> {
-        let specs: Vec<OptSpec> = OPTIONS.iter().chain(AWS_OPTIONS).copied().collect();
         let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
-        options(&args::parse(&args, &specs)?)
+        options(&super::super::common::parse_arguments(&args, OPTIONS)?)
     }
 
     fn row(json: &str) -> Row {

@@ -164,31 +164,8 @@ pub fn is_valid_hash_key(value: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::destination::format::testing::{raw, structured_kinds as structured_data};
     use crate::proto::opencdc::v1::{Change, Data};
-
-    fn raw(bytes: &[u8]) -> Option<Data> {
-        Some(Data {
-            data: Some(data::Data::RawData(bytes.to_vec().into())),
-        })
-    }
-
-    fn structured_data(fields: &[(&str, Kind)]) -> Option<Data> {
-        Some(Data {
-            data: Some(data::Data::StructuredData(prost_types::Struct {
-                fields: fields
-                    .iter()
-                    .map(|(k, v)| {
-                        (
-                            k.to_string(),
-                            prost_types::Value {
-                                kind: Some(v.clone()),
-                            },
-                        )
-                    })
-                    .collect(),
-            })),
-        })
-    }
 
     fn record_with(key: Option<Data>, after: Option<Data>) -> Record {
         Record {

@@ -342,25 +342,12 @@ fn number_to_json(n: f64) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::destination::format::testing::structured_kinds;
     use crate::proto::opencdc::v1::Change;
     use prost_types::value::Kind;
 
     fn structured(fields: &[(&str, Kind)]) -> Data {
-        Data {
-            data: Some(data::Data::StructuredData(prost_types::Struct {
-                fields: fields
-                    .iter()
-                    .map(|(k, v)| {
-                        (
-                            k.to_string(),
-                            prost_types::Value {
-                                kind: Some(v.clone()),
-                            },
-                        )
-                    })
-                    .collect(),
-            })),
-        }
+        structured_kinds(fields).expect("structured data")
     }
 
     fn record() -> Record {

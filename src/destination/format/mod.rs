@@ -64,7 +64,7 @@ mod raw;
 mod row;
 mod template;
 #[cfg(test)]
-mod testing;
+pub(crate) mod testing;
 
 use std::collections::BTreeMap;
 

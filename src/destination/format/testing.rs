@@ -53,6 +53,12 @@ pub(crate) fn structured(fields: Vec<(&str, prost_types::Value)>) -> Option<Data
     })
 }
 
+/// Structured data from `(field, kind)` pairs.
+pub(crate) fn structured_kinds(fields: &[(&str, Kind)]) -> Option<Data> {
+    let fields = fields.iter().map(|(k, v)| (*k, val(v.clone()))).collect();
+    structured(fields)
+}
+
 pub(crate) fn record(
     position: &[u8],
     operation: Operation,
