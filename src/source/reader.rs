@@ -59,6 +59,23 @@ pub struct ReaderContext {
     pub health: ReadHealth,
 }
 
+impl ReaderContext {
+    /// Counts a failed call of `shard`'s reader, reports it through the shared streak and
+    /// waits the backoff before the next attempt.
+    async fn back_off(
+        &self,
+        shard: &str,
+        what: &'static str,
+        error: &(dyn std::fmt::Display + Sync),
+        failures: &mut u32,
+    ) {
+        *failures += 1;
+        let wait = backoff(*failures);
+        self.health.failed(shard, what, error, wait);
+        tokio::time::sleep(wait).await;
+    }
+}
+
 /// The mode-specific part.
 #[derive(Debug, Clone)]
 pub enum Mode {
@@ -317,11 +334,10 @@ async fn fan_out(
         let subscription = match subscribed {
             Ok(subscription) => subscription,
             Err(error) => {
-                failures += 1;
-                let wait = backoff(failures);
                 let what = "SubscribeToShard failed; retrying";
-                context.health.failed(&cursor.shard, what, &error, wait);
-                tokio::time::sleep(wait).await;
+                context
+                    .back_off(&cursor.shard, what, &error, &mut failures)
+                    .await;
                 continue;
             }
         };
@@ -376,17 +392,16 @@ async fn read_subscription(
             }
             Ok(None) => return SubscriptionEnd::Ended,
             Ok(Some(Err(error))) => {
-                *failures += 1;
                 if error.code.as_deref() == Some("ResourceNotFoundException")
                     && is_closed(context, &cursor.shard)
                 {
                     // A closed shard that expired meanwhile.
                     return SubscriptionEnd::Reader(ReaderEnd::Expired);
                 }
-                let wait = backoff(*failures);
                 let what = "subscription failed; resubscribing";
-                context.health.failed(&cursor.shard, what, &error, wait);
-                tokio::time::sleep(wait).await;
+                context
+                    .back_off(&cursor.shard, what, &error, failures)
+                    .await;
                 return SubscriptionEnd::Failed;
             }
             Ok(Some(Ok(event))) => event,
@@ -458,11 +473,10 @@ async fn poll(
                     }
                 }
                 Err(error) => {
-                    failures += 1;
-                    let wait = backoff(failures);
                     let what = "GetShardIterator failed; retrying";
-                    context.health.failed(&cursor.shard, what, &error, wait);
-                    tokio::time::sleep(wait).await;
+                    context
+                        .back_off(&cursor.shard, what, &error, &mut failures)
+                        .await;
                     continue;
                 }
             },
@@ -492,16 +506,17 @@ async fn poll(
                 };
                 tokio::time::sleep(pause).await;
             }
-            Err(error) => {
+            Err(error) if error.code.as_deref() == Some("ExpiredIteratorException") => {
+                // Routine (a slow consumer): get a new iterator, quietly.
                 failures += 1;
-                let wait = backoff(failures);
-                // An expired iterator is routine (a slow consumer): get a new one, quietly.
-                if error.code.as_deref() != Some("ExpiredIteratorException") {
-                    iterator = Some(current);
-                    let what = "GetRecords failed; retrying";
-                    context.health.failed(&cursor.shard, what, &error, wait);
-                }
-                tokio::time::sleep(wait).await;
+                tokio::time::sleep(backoff(failures)).await;
+            }
+            Err(error) => {
+                iterator = Some(current);
+                let what = "GetRecords failed; retrying";
+                context
+                    .back_off(&cursor.shard, what, &error, &mut failures)
+                    .await;
             }
         }
     }
