@@ -14,7 +14,8 @@ use conduit_connector_kinesis::plugin::env::{
     PluginEnv, MAGIC_COOKIE_KEY, MAGIC_COOKIE_VALUE, MAX_RECEIVE_RECORD_SIZE, PROTOCOL_VERSIONS,
 };
 use conduit_connector_kinesis::plugin::{
-    serve_on, BoxError, Destination, Plugin, RawConfig, Record, Source, WriteFuture, WriteOutcome,
+    serve_on, BoxError, Connector, Destination, Plugin, RawConfig, Record, Source, WriteFuture,
+    WriteOutcome,
 };
 use conduit_connector_kinesis::proto::connector::v2::destination_plugin_client::DestinationPluginClient;
 use conduit_connector_kinesis::proto::connector::v2::source_plugin_client::SourcePluginClient;
@@ -146,7 +147,7 @@ impl TestSource {
 }
 
 #[async_trait]
-impl Source for TestSource {
+impl Connector for TestSource {
     async fn configure(&mut self, config: &RawConfig) -> Result<(), BoxError> {
         if config.contains_key("invalid") {
             return Err("parameter \"invalid\" is not allowed".into());
@@ -155,6 +156,37 @@ impl Source for TestSource {
         Ok(())
     }
 
+    async fn teardown(&mut self) -> Result<(), BoxError> {
+        self.calls.teardowns.fetch_add(1, Ordering::SeqCst);
+        self.calls.changed.notify_waiters();
+        Ok(())
+    }
+
+    async fn lifecycle_on_created(&mut self, config: &RawConfig) -> Result<(), BoxError> {
+        let event = Lifecycle::Created(config.clone());
+        self.calls.lifecycle.lock().unwrap().push(event);
+        Ok(())
+    }
+
+    async fn lifecycle_on_updated(
+        &mut self,
+        before: &RawConfig,
+        after: &RawConfig,
+    ) -> Result<(), BoxError> {
+        let event = Lifecycle::Updated(before.clone(), after.clone());
+        self.calls.lifecycle.lock().unwrap().push(event);
+        Ok(())
+    }
+
+    async fn lifecycle_on_deleted(&mut self, config: &RawConfig) -> Result<(), BoxError> {
+        let event = Lifecycle::Deleted(config.clone());
+        self.calls.lifecycle.lock().unwrap().push(event);
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl Source for TestSource {
     async fn open(&mut self, position: Option<Vec<u8>>) -> Result<(), BoxError> {
         self.calls.opened.lock().unwrap().push(position);
         Ok(())
@@ -189,34 +221,6 @@ impl Source for TestSource {
             None => Ok(()),
         }
     }
-
-    async fn teardown(&mut self) -> Result<(), BoxError> {
-        self.calls.teardowns.fetch_add(1, Ordering::SeqCst);
-        self.calls.changed.notify_waiters();
-        Ok(())
-    }
-
-    async fn lifecycle_on_created(&mut self, config: &RawConfig) -> Result<(), BoxError> {
-        let event = Lifecycle::Created(config.clone());
-        self.calls.lifecycle.lock().unwrap().push(event);
-        Ok(())
-    }
-
-    async fn lifecycle_on_updated(
-        &mut self,
-        before: &RawConfig,
-        after: &RawConfig,
-    ) -> Result<(), BoxError> {
-        let event = Lifecycle::Updated(before.clone(), after.clone());
-        self.calls.lifecycle.lock().unwrap().push(event);
-        Ok(())
-    }
-
-    async fn lifecycle_on_deleted(&mut self, config: &RawConfig) -> Result<(), BoxError> {
-        let event = Lifecycle::Deleted(config.clone());
-        self.calls.lifecycle.lock().unwrap().push(event);
-        Ok(())
-    }
 }
 
 enum WriteMode {
@@ -249,12 +253,42 @@ impl TestDestination {
 }
 
 #[async_trait]
-impl Destination for TestDestination {
+impl Connector for TestDestination {
     async fn configure(&mut self, config: &RawConfig) -> Result<(), BoxError> {
         self.calls.configured.lock().unwrap().push(config.clone());
         Ok(())
     }
 
+    async fn teardown(&mut self) -> Result<(), BoxError> {
+        self.calls.teardowns.fetch_add(1, Ordering::SeqCst);
+        Ok(())
+    }
+
+    async fn lifecycle_on_created(&mut self, config: &RawConfig) -> Result<(), BoxError> {
+        let event = Lifecycle::Created(config.clone());
+        self.calls.lifecycle.lock().unwrap().push(event);
+        Ok(())
+    }
+
+    async fn lifecycle_on_updated(
+        &mut self,
+        before: &RawConfig,
+        after: &RawConfig,
+    ) -> Result<(), BoxError> {
+        let event = Lifecycle::Updated(before.clone(), after.clone());
+        self.calls.lifecycle.lock().unwrap().push(event);
+        Ok(())
+    }
+
+    async fn lifecycle_on_deleted(&mut self, config: &RawConfig) -> Result<(), BoxError> {
+        let event = Lifecycle::Deleted(config.clone());
+        self.calls.lifecycle.lock().unwrap().push(event);
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl Destination for TestDestination {
     async fn open(&mut self) -> Result<(), BoxError> {
         self.calls.opened.lock().unwrap().push(None);
         Ok(())
@@ -301,33 +335,6 @@ impl Destination for TestDestination {
                 })
             }
         }
-    }
-
-    async fn teardown(&mut self) -> Result<(), BoxError> {
-        self.calls.teardowns.fetch_add(1, Ordering::SeqCst);
-        Ok(())
-    }
-
-    async fn lifecycle_on_created(&mut self, config: &RawConfig) -> Result<(), BoxError> {
-        let event = Lifecycle::Created(config.clone());
-        self.calls.lifecycle.lock().unwrap().push(event);
-        Ok(())
-    }
-
-    async fn lifecycle_on_updated(
-        &mut self,
-        before: &RawConfig,
-        after: &RawConfig,
-    ) -> Result<(), BoxError> {
-        let event = Lifecycle::Updated(before.clone(), after.clone());
-        self.calls.lifecycle.lock().unwrap().push(event);
-        Ok(())
-    }
-
-    async fn lifecycle_on_deleted(&mut self, config: &RawConfig) -> Result<(), BoxError> {
-        let event = Lifecycle::Deleted(config.clone());
-        self.calls.lifecycle.lock().unwrap().push(event);
-        Ok(())
     }
 }
 

@@ -20,7 +20,7 @@ use std::sync::Arc;
 use crate::aws;
 use crate::connection::LifecycleError;
 use crate::plugin::env::PluginEnv;
-use crate::plugin::{BoxError, Destination, RawConfig, Record, WriteFuture};
+use crate::plugin::{BoxError, Connector, Destination, RawConfig, Record, WriteFuture};
 use format::RecordFormat;
 use schema::SchemaDecoder;
 use settings::{DestinationSettings, StreamTarget};
@@ -64,7 +64,7 @@ impl Decode for SchemaDecoder {
 }
 
 #[async_trait::async_trait]
-impl Destination for KinesisDestination {
+impl Connector for KinesisDestination {
     async fn configure(&mut self, config: &RawConfig) -> Result<(), BoxError> {
         let values = crate::config::validate(crate::spec::destination_params(), config)
             .map_err(LifecycleError::Config)?;
@@ -76,6 +76,14 @@ impl Destination for KinesisDestination {
         Ok(())
     }
 
+    async fn teardown(&mut self) -> Result<(), BoxError> {
+        self.writer = None;
+        Ok(())
+    }
+}
+
+#[async_trait::async_trait]
+impl Destination for KinesisDestination {
     async fn open(&mut self) -> Result<(), BoxError> {
         let (settings, format) = self
             .configured
@@ -141,10 +149,5 @@ impl Destination for KinesisDestination {
                 vec![Err("the destination stopped before writing the record".into()); count]
             }))
         })
-    }
-
-    async fn teardown(&mut self) -> Result<(), BoxError> {
-        self.writer = None;
-        Ok(())
     }
 }

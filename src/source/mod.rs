@@ -23,7 +23,7 @@ use std::sync::Arc;
 use crate::aws::{self, KinesisConnection};
 use crate::connection::LifecycleError;
 use crate::plugin::env::PluginEnv;
-use crate::plugin::{BoxError, RawConfig, Record, Source};
+use crate::plugin::{BoxError, Connector, RawConfig, Record, Source};
 use api::AwsShards;
 use engine::{Engine, EngineConfig};
 use position::{Position, Saved};
@@ -141,7 +141,7 @@ pub enum SourceError {
 }
 
 #[async_trait::async_trait]
-impl Source for KinesisSource {
+impl Connector for KinesisSource {
     async fn configure(&mut self, config: &RawConfig) -> Result<(), BoxError> {
         let settings = Self::parse(config).map_err(SourceError::from)?;
         tracing::debug!(?settings, "source configured");
@@ -149,6 +149,41 @@ impl Source for KinesisSource {
         Ok(())
     }
 
+    async fn teardown(&mut self) -> Result<(), BoxError> {
+        self.engine = None;
+        Ok(())
+    }
+
+    async fn lifecycle_on_deleted(&mut self, config: &RawConfig) -> Result<(), BoxError> {
+        let settings = Self::parse(config).map_err(SourceError::from)?;
+        let ReadMode::FanOut(ConsumerChoice::Named(name)) = &settings.mode else {
+            return Ok(());
+        };
+        if !settings.deregister_on_delete {
+            return Ok(());
+        }
+        let name = self.consumer_name(name);
+        let connection = aws::connect_kinesis(&settings.connection.aws)
+            .await
+            .map_err(|e| SourceError::from(LifecycleError::from(e)))?;
+        let endpoint = connection.describe_endpoint();
+        let client = connection.client;
+        let summary =
+            match aws::describe_stream(&client, &settings.connection.stream, &endpoint).await {
+                Ok(summary) => summary,
+                // The stream is gone, and its consumers with it.
+                Err(aws::AwsError::StreamNotFound { .. }) => return Ok(()),
+                Err(e) => return Err(SourceError::from(LifecycleError::from(e)).into()),
+            };
+        consumer::deregister(&client, &summary.arn, &name)
+            .await
+            .map_err(SourceError::from)?;
+        Ok(())
+    }
+}
+
+#[async_trait::async_trait]
+impl Source for KinesisSource {
     async fn open(&mut self, position: Option<Vec<u8>>) -> Result<(), BoxError> {
         let settings = self
             .settings
@@ -206,38 +241,6 @@ impl Source for KinesisSource {
 
     async fn ack(&self, _positions: Vec<Vec<u8>>) -> Result<(), BoxError> {
         // Positions are self-contained; Conduit persists the last acked one.
-        Ok(())
-    }
-
-    async fn teardown(&mut self) -> Result<(), BoxError> {
-        self.engine = None;
-        Ok(())
-    }
-
-    async fn lifecycle_on_deleted(&mut self, config: &RawConfig) -> Result<(), BoxError> {
-        let settings = Self::parse(config).map_err(SourceError::from)?;
-        let ReadMode::FanOut(ConsumerChoice::Named(name)) = &settings.mode else {
-            return Ok(());
-        };
-        if !settings.deregister_on_delete {
-            return Ok(());
-        }
-        let name = self.consumer_name(name);
-        let connection = aws::connect_kinesis(&settings.connection.aws)
-            .await
-            .map_err(|e| SourceError::from(LifecycleError::from(e)))?;
-        let endpoint = connection.describe_endpoint();
-        let client = connection.client;
-        let summary =
-            match aws::describe_stream(&client, &settings.connection.stream, &endpoint).await {
-                Ok(summary) => summary,
-                // The stream is gone, and its consumers with it.
-                Err(aws::AwsError::StreamNotFound { .. }) => return Ok(()),
-                Err(e) => return Err(SourceError::from(LifecycleError::from(e)).into()),
-            };
-        consumer::deregister(&client, &summary.arn, &name)
-            .await
-            .map_err(SourceError::from)?;
         Ok(())
     }
 }

@@ -31,29 +31,17 @@ pub fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
     message
 }
 
-/// A source produces records with unique, non-empty positions and learns through `ack` which of
-/// them Conduit has durably processed.
-///
-/// `read` and `ack` take `&self` because the runtime calls them concurrently; the other methods
-/// get exclusive access.
+/// What Conduit asks of every connector, source or destination: settings, teardown and the
+/// lifecycle events of the connector's life in Conduit. [`Source`] and [`Destination`] build on
+/// it, so the runtime drives both sides' common calls the same way.
 #[async_trait]
-pub trait Source: Send + Sync + 'static {
+pub trait Connector: Send + Sync + 'static {
     /// Validates and stores the settings. No I/O should be needed to reject bad settings.
     async fn configure(&mut self, config: &RawConfig) -> Result<(), BoxError>;
 
-    /// Prepares reading, resuming right after `position` (`None` on a first start).
-    async fn open(&mut self, position: Option<Vec<u8>>) -> Result<(), BoxError>;
-
-    /// Waits for the next records and returns at least one.
-    ///
-    /// Must be cancel-safe: the runtime drops the future when the pipeline stops, and records
-    /// not yet returned must not be considered delivered.
-    async fn read(&self) -> Result<Vec<Record>, BoxError>;
-
-    /// Conduit has processed these records (in the order they were read).
-    async fn ack(&self, positions: Vec<Vec<u8>>) -> Result<(), BoxError>;
-
-    /// Releases every resource. Called in any state, possibly more than once.
+    /// Releases every resource. Called in any state, possibly more than once. For a
+    /// destination, the runtime first ends the Run stream and drops write futures that are
+    /// still pending (after a normal Stop, Conduit has already received every ack).
     async fn teardown(&mut self) -> Result<(), BoxError>;
 
     /// Called after `configure` and before `open` the first time this connector runs, e.g. to
@@ -80,6 +68,26 @@ pub trait Source: Send + Sync + 'static {
     }
 }
 
+/// A source produces records with unique, non-empty positions and learns through `ack` which of
+/// them Conduit has durably processed.
+///
+/// `read` and `ack` take `&self` because the runtime calls them concurrently; the other methods
+/// get exclusive access.
+#[async_trait]
+pub trait Source: Connector {
+    /// Prepares reading, resuming right after `position` (`None` on a first start).
+    async fn open(&mut self, position: Option<Vec<u8>>) -> Result<(), BoxError>;
+
+    /// Waits for the next records and returns at least one.
+    ///
+    /// Must be cancel-safe: the runtime drops the future when the pipeline stops, and records
+    /// not yet returned must not be considered delivered.
+    async fn read(&self) -> Result<Vec<Record>, BoxError>;
+
+    /// Conduit has processed these records (in the order they were read).
+    async fn ack(&self, positions: Vec<Vec<u8>>) -> Result<(), BoxError>;
+}
+
 /// The outcome for one record: `Ok` acks it, `Err(reason)` nacks it with that reason.
 pub type WriteOutcome = Result<(), String>;
 
@@ -91,10 +99,7 @@ pub type WriteFuture =
 
 /// A destination writes records and reports an outcome for each, in order.
 #[async_trait]
-pub trait Destination: Send + Sync + 'static {
-    /// Validates and stores the settings. No I/O should be needed to reject bad settings.
-    async fn configure(&mut self, config: &RawConfig) -> Result<(), BoxError>;
-
+pub trait Destination: Connector {
     /// Prepares writing (connections, clients). Called once, after `configure`.
     async fn open(&mut self) -> Result<(), BoxError>;
 
@@ -102,29 +107,4 @@ pub trait Destination: Send + Sync + 'static {
     /// order, so a destination can keep per-key order while several groups are in flight. The
     /// runtime awaits the futures in call order and acks accordingly.
     fn write(&self, records: Vec<Record>) -> WriteFuture;
-
-    /// Releases every resource. Called in any state, possibly more than once. The runtime
-    /// first ends the Run stream and drops write futures that are still pending (after a
-    /// normal Stop, Conduit has already received every ack).
-    async fn teardown(&mut self) -> Result<(), BoxError>;
-
-    /// Like [`Source::lifecycle_on_created`]: the first run, after `configure`, before `open`.
-    async fn lifecycle_on_created(&mut self, _config: &RawConfig) -> Result<(), BoxError> {
-        Ok(())
-    }
-
-    /// Like [`Source::lifecycle_on_updated`]: the settings changed since the last run.
-    async fn lifecycle_on_updated(
-        &mut self,
-        _before: &RawConfig,
-        _after: &RawConfig,
-    ) -> Result<(), BoxError> {
-        Ok(())
-    }
-
-    /// Like [`Source::lifecycle_on_deleted`]: called without `configure` after the connector
-    /// was deleted.
-    async fn lifecycle_on_deleted(&mut self, _config: &RawConfig) -> Result<(), BoxError> {
-        Ok(())
-    }
 }

@@ -13,7 +13,8 @@ use tokio::task::JoinHandle;
 use tonic::{Request, Response, Status, Streaming};
 
 use super::connector::{error_chain, Destination, WriteFuture};
-use super::status::{internal, invalid_argument};
+use super::shared_calls;
+use super::status::internal;
 use crate::proto::connector::v2::destination;
 use crate::proto::connector::v2::destination::run::response::Ack;
 use crate::proto::connector::v2::destination_plugin_server::DestinationPlugin;
@@ -22,7 +23,7 @@ const STOP_TIMEOUT: Duration = Duration::from_secs(60);
 /// Groups handed to the destination and not yet acked, before Run stops reading from Conduit.
 const MAX_PENDING_GROUPS: usize = 4096;
 
-type Shared = Arc<RwLock<Box<dyn Destination>>>;
+type Shared = shared_calls::Shared<dyn Destination>;
 type AckStream = Pin<Box<dyn Stream<Item = Result<destination::run::Response, Status>> + Send>>;
 
 /// Progress of the current Run stream, watched by Stop.
@@ -65,13 +66,7 @@ impl DestinationPlugin for DestinationService {
         &self,
         request: Request<destination::configure::Request>,
     ) -> Result<Response<destination::configure::Response>, Status> {
-        let config = request.into_inner().config;
-        self.connector
-            .write()
-            .await
-            .configure(&config)
-            .await
-            .map_err(|e| invalid_argument(&e))?;
+        shared_calls::configure(&self.connector, &request.into_inner().config).await?;
         Ok(Response::new(destination::configure::Response {}))
     }
 
@@ -226,12 +221,7 @@ impl DestinationPlugin for DestinationService {
         if let Some(run) = self.run.lock().unwrap_or_else(|e| e.into_inner()).take() {
             run.abort();
         }
-        self.connector
-            .write()
-            .await
-            .teardown()
-            .await
-            .map_err(|e| internal(&e))?;
+        shared_calls::teardown(&self.connector).await?;
         Ok(Response::new(destination::teardown::Response {}))
     }
 
@@ -239,13 +229,7 @@ impl DestinationPlugin for DestinationService {
         &self,
         request: Request<destination::lifecycle::on_created::Request>,
     ) -> Result<Response<destination::lifecycle::on_created::Response>, Status> {
-        let config = request.into_inner().config;
-        self.connector
-            .write()
-            .await
-            .lifecycle_on_created(&config)
-            .await
-            .map_err(|e| internal(&e))?;
+        shared_calls::on_created(&self.connector, &request.into_inner().config).await?;
         Ok(Response::new(
             destination::lifecycle::on_created::Response {},
         ))
@@ -256,12 +240,12 @@ impl DestinationPlugin for DestinationService {
         request: Request<destination::lifecycle::on_updated::Request>,
     ) -> Result<Response<destination::lifecycle::on_updated::Response>, Status> {
         let request = request.into_inner();
-        self.connector
-            .write()
-            .await
-            .lifecycle_on_updated(&request.config_before, &request.config_after)
-            .await
-            .map_err(|e| internal(&e))?;
+        shared_calls::on_updated(
+            &self.connector,
+            &request.config_before,
+            &request.config_after,
+        )
+        .await?;
         Ok(Response::new(
             destination::lifecycle::on_updated::Response {},
         ))
@@ -271,13 +255,7 @@ impl DestinationPlugin for DestinationService {
         &self,
         request: Request<destination::lifecycle::on_deleted::Request>,
     ) -> Result<Response<destination::lifecycle::on_deleted::Response>, Status> {
-        let config = request.into_inner().config;
-        self.connector
-            .write()
-            .await
-            .lifecycle_on_deleted(&config)
-            .await
-            .map_err(|e| internal(&e))?;
+        shared_calls::on_deleted(&self.connector, &request.into_inner().config).await?;
         Ok(Response::new(
             destination::lifecycle::on_deleted::Response {},
         ))

@@ -11,7 +11,8 @@
 //!
 //! # Writing a connector
 //!
-//! Implement [`Source`] and/or [`Destination`], describe the parameters in a
+//! Implement [`Connector`] (settings, teardown, lifecycle events) and [`Source`] and/or
+//! [`Destination`] on top of it, describe the parameters in a
 //! [`Specification`](proto::connector::v2::Specification) and call [`serve`] from `main`.
 //! A complete, copyable connector is in `examples/memory` of this crate (binary
 //! `conduit-plugin-example`): an in-memory source that resumes after the last acknowledged
@@ -21,17 +22,24 @@
 //! use async_trait::async_trait;
 //! use conduit_plugin_runtime::proto::connector::v2::Specification;
 //! use conduit_plugin_runtime::{
-//!     serve, BoxError, Destination, Plugin, RawConfig, Record, Source, WriteFuture,
+//!     serve, BoxError, Connector, Destination, Plugin, RawConfig, Record, Source, WriteFuture,
 //! };
 //!
 //! /// A source with nothing to read.
 //! struct Idle;
 //!
 //! #[async_trait]
-//! impl Source for Idle {
+//! impl Connector for Idle {
 //!     async fn configure(&mut self, _config: &RawConfig) -> Result<(), BoxError> {
 //!         Ok(())
 //!     }
+//!     async fn teardown(&mut self) -> Result<(), BoxError> {
+//!         Ok(())
+//!     }
+//! }
+//!
+//! #[async_trait]
+//! impl Source for Idle {
 //!     async fn open(&mut self, _after: Option<Vec<u8>>) -> Result<(), BoxError> {
 //!         Ok(())
 //!     }
@@ -41,28 +49,29 @@
 //!     async fn ack(&self, _positions: Vec<Vec<u8>>) -> Result<(), BoxError> {
 //!         Ok(())
 //!     }
+//! }
+//!
+//! /// A destination that drops every record and acks it; it takes any settings.
+//! struct Discard;
+//!
+//! #[async_trait]
+//! impl Connector for Discard {
+//!     async fn configure(&mut self, _config: &RawConfig) -> Result<(), BoxError> {
+//!         Ok(())
+//!     }
 //!     async fn teardown(&mut self) -> Result<(), BoxError> {
 //!         Ok(())
 //!     }
 //! }
 //!
-//! /// A destination that drops every record and acks it.
-//! struct Discard;
-//!
 //! #[async_trait]
 //! impl Destination for Discard {
-//!     async fn configure(&mut self, _config: &RawConfig) -> Result<(), BoxError> {
-//!         Ok(())
-//!     }
 //!     async fn open(&mut self) -> Result<(), BoxError> {
 //!         Ok(())
 //!     }
 //!     fn write(&self, records: Vec<Record>) -> WriteFuture {
 //!         let outcomes = records.iter().map(|_| Ok(())).collect();
 //!         Box::pin(async move { Ok(outcomes) })
-//!     }
-//!     async fn teardown(&mut self) -> Result<(), BoxError> {
-//!         Ok(())
 //!     }
 //! }
 //!
@@ -167,9 +176,12 @@ pub mod record;
 mod destination;
 mod hostservices;
 mod serve;
+mod shared_calls;
 mod source;
 mod status;
 
-pub use connector::{BoxError, Destination, RawConfig, Source, WriteFuture, WriteOutcome};
+pub use connector::{
+    BoxError, Connector, Destination, RawConfig, Source, WriteFuture, WriteOutcome,
+};
 pub use record::{Metadata, Record};
 pub use serve::{serve, serve_on, Factory, Plugin, ServeError};

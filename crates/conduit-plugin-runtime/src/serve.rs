@@ -61,7 +61,7 @@ pub struct Plugin {
     pub specification: Specification,
     /// Creates the source of this process. Called once per process, at start-up, also when
     /// Conduit only wants the specification or a destination: keep it cheap and do the work
-    /// in [`Source::configure`] and [`Source::open`].
+    /// in [`Connector::configure`](crate::Connector::configure) and [`Source::open`].
     pub new_source: Factory<dyn Source>,
     /// Creates the destination of this process; like `new_source`.
     pub new_destination: Factory<dyn Destination>,

@@ -14,7 +14,8 @@ use tokio::task::JoinHandle;
 use tonic::{Request, Response, Status, Streaming};
 
 use super::connector::{BoxError, Source};
-use super::status::{internal, invalid_argument};
+use super::shared_calls;
+use super::status::internal;
 use crate::proto::connector::v2::source;
 use crate::proto::connector::v2::source_plugin_server::SourcePlugin;
 
@@ -23,7 +24,7 @@ const STOP_TIMEOUT: Duration = Duration::from_secs(60);
 /// How long Teardown lets the Run tasks end by themselves before aborting them.
 const TEARDOWN_GRACE: Duration = Duration::from_millis(500);
 
-type Shared = Arc<RwLock<Box<dyn Source>>>;
+type Shared = shared_calls::Shared<dyn Source>;
 
 pub struct SourceService {
     connector: Shared,
@@ -58,13 +59,7 @@ impl SourcePlugin for SourceService {
         &self,
         request: Request<source::configure::Request>,
     ) -> Result<Response<source::configure::Response>, Status> {
-        let config = request.into_inner().config;
-        self.connector
-            .write()
-            .await
-            .configure(&config)
-            .await
-            .map_err(|e| invalid_argument(&e))?;
+        shared_calls::configure(&self.connector, &request.into_inner().config).await?;
         Ok(Response::new(source::configure::Response {}))
     }
 
@@ -198,12 +193,7 @@ impl SourcePlugin for SourceService {
             }
             run.acker.abort();
         }
-        self.connector
-            .write()
-            .await
-            .teardown()
-            .await
-            .map_err(|e| internal(&e))?;
+        shared_calls::teardown(&self.connector).await?;
         Ok(Response::new(source::teardown::Response {}))
     }
 
@@ -211,13 +201,7 @@ impl SourcePlugin for SourceService {
         &self,
         request: Request<source::lifecycle::on_created::Request>,
     ) -> Result<Response<source::lifecycle::on_created::Response>, Status> {
-        let config = request.into_inner().config;
-        self.connector
-            .write()
-            .await
-            .lifecycle_on_created(&config)
-            .await
-            .map_err(|e| internal(&e))?;
+        shared_calls::on_created(&self.connector, &request.into_inner().config).await?;
         Ok(Response::new(source::lifecycle::on_created::Response {}))
     }
 
@@ -226,12 +210,12 @@ impl SourcePlugin for SourceService {
         request: Request<source::lifecycle::on_updated::Request>,
     ) -> Result<Response<source::lifecycle::on_updated::Response>, Status> {
         let request = request.into_inner();
-        self.connector
-            .write()
-            .await
-            .lifecycle_on_updated(&request.config_before, &request.config_after)
-            .await
-            .map_err(|e| internal(&e))?;
+        shared_calls::on_updated(
+            &self.connector,
+            &request.config_before,
+            &request.config_after,
+        )
+        .await?;
         Ok(Response::new(source::lifecycle::on_updated::Response {}))
     }
 
@@ -239,13 +223,7 @@ impl SourcePlugin for SourceService {
         &self,
         request: Request<source::lifecycle::on_deleted::Request>,
     ) -> Result<Response<source::lifecycle::on_deleted::Response>, Status> {
-        let config = request.into_inner().config;
-        self.connector
-            .write()
-            .await
-            .lifecycle_on_deleted(&config)
-            .await
-            .map_err(|e| internal(&e))?;
+        shared_calls::on_deleted(&self.connector, &request.into_inner().config).await?;
         Ok(Response::new(source::lifecycle::on_deleted::Response {}))
     }
 }

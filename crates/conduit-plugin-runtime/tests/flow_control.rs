@@ -19,7 +19,7 @@ use conduit_plugin_runtime::env::{
 };
 use conduit_plugin_runtime::proto::connector::v2::{destination, source, Specification};
 use conduit_plugin_runtime::{
-    serve_on, BoxError, Destination, Plugin, RawConfig, Record, Source, WriteFuture,
+    serve_on, BoxError, Connector, Destination, Plugin, RawConfig, Record, Source, WriteFuture,
 };
 use prost::Message;
 use tokio::sync::{watch, Semaphore};
@@ -39,22 +39,29 @@ struct SlowAcker {
 }
 
 #[async_trait]
-impl Source for SlowAcker {
+impl Connector for SlowAcker {
     async fn configure(&mut self, _: &RawConfig) -> Result<(), BoxError> {
         Ok(())
     }
+
+    async fn teardown(&mut self) -> Result<(), BoxError> {
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl Source for SlowAcker {
     async fn open(&mut self, _: Option<Vec<u8>>) -> Result<(), BoxError> {
         Ok(())
     }
+
     async fn read(&self) -> Result<Vec<Record>, BoxError> {
         futures::future::pending().await
     }
+
     async fn ack(&self, positions: Vec<Vec<u8>>) -> Result<(), BoxError> {
         self.permits.acquire().await?.forget();
         self.acked.lock().unwrap().extend(positions);
-        Ok(())
-    }
-    async fn teardown(&mut self) -> Result<(), BoxError> {
         Ok(())
     }
 }
@@ -66,13 +73,22 @@ struct GatedWriter {
 }
 
 #[async_trait]
-impl Destination for GatedWriter {
+impl Connector for GatedWriter {
     async fn configure(&mut self, _: &RawConfig) -> Result<(), BoxError> {
         Ok(())
     }
+
+    async fn teardown(&mut self) -> Result<(), BoxError> {
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl Destination for GatedWriter {
     async fn open(&mut self) -> Result<(), BoxError> {
         Ok(())
     }
+
     fn write(&self, records: Vec<Record>) -> WriteFuture {
         self.handed_over.fetch_add(records.len(), Ordering::SeqCst);
         let mut gate = self.gate.clone();
@@ -80,9 +96,6 @@ impl Destination for GatedWriter {
             gate.wait_for(|open| *open).await?;
             Ok(vec![Ok(()); records.len()])
         })
-    }
-    async fn teardown(&mut self) -> Result<(), BoxError> {
-        Ok(())
     }
 }
 

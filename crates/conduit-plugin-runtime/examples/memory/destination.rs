@@ -3,7 +3,7 @@
 
 use async_trait::async_trait;
 use conduit_plugin_runtime::proto::opencdc::v1::{data, Data};
-use conduit_plugin_runtime::{BoxError, Destination, RawConfig, Record, WriteFuture};
+use conduit_plugin_runtime::{BoxError, Connector, Destination, RawConfig, Record, WriteFuture};
 
 use crate::{settings, specification, FAIL_ON};
 
@@ -38,13 +38,20 @@ impl LogDestination {
 }
 
 #[async_trait]
-impl Destination for LogDestination {
+impl Connector for LogDestination {
     async fn configure(&mut self, config: &RawConfig) -> Result<(), BoxError> {
         let settings = settings(config, &specification().destination_params)?;
         self.fail_on = Some(settings[FAIL_ON].clone()).filter(|value| !value.is_empty());
         Ok(())
     }
 
+    async fn teardown(&mut self) -> Result<(), BoxError> {
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl Destination for LogDestination {
     async fn open(&mut self) -> Result<(), BoxError> {
         tracing::info!(
             fail_on = self.fail_on.as_deref().unwrap_or(""),
@@ -59,10 +66,6 @@ impl Destination for LogDestination {
         // the runtime awaits the futures in order and acks each record with its outcome.
         let outcomes: Vec<_> = records.iter().map(|r| self.write_one(r)).collect();
         Box::pin(async move { Ok(outcomes) })
-    }
-
-    async fn teardown(&mut self) -> Result<(), BoxError> {
-        Ok(())
     }
 }
 

@@ -5,7 +5,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
 use conduit_plugin_runtime::proto::opencdc::v1::{data, Change, Data, Operation};
-use conduit_plugin_runtime::{BoxError, Metadata, RawConfig, Record, Source};
+use conduit_plugin_runtime::{BoxError, Connector, Metadata, RawConfig, Record, Source};
 
 use crate::{settings, specification, COUNT, PREFIX};
 
@@ -74,7 +74,7 @@ impl MemorySource {
 }
 
 #[async_trait]
-impl Source for MemorySource {
+impl Connector for MemorySource {
     async fn configure(&mut self, config: &RawConfig) -> Result<(), BoxError> {
         let settings = settings(config, &specification().source_params)?;
         self.count = settings[COUNT]
@@ -84,6 +84,19 @@ impl Source for MemorySource {
         Ok(())
     }
 
+    async fn teardown(&mut self) -> Result<(), BoxError> {
+        // Nothing to release; a real source closes its connections here. Called in any
+        // state, also when `open` never ran.
+        tracing::debug!(
+            acked = self.acked.load(Ordering::SeqCst),
+            "source torn down"
+        );
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl Source for MemorySource {
     async fn open(&mut self, position: Option<Vec<u8>>) -> Result<(), BoxError> {
         // `position` is the last one Conduit acknowledged and stored: continue after it.
         let after = match position {
@@ -120,16 +133,6 @@ impl Source for MemorySource {
             }
             tracing::debug!(position = number, "record acknowledged");
         }
-        Ok(())
-    }
-
-    async fn teardown(&mut self) -> Result<(), BoxError> {
-        // Nothing to release; a real source closes its connections here. Called in any
-        // state, also when `open` never ran.
-        tracing::debug!(
-            acked = self.acked.load(Ordering::SeqCst),
-            "source torn down"
-        );
         Ok(())
     }
 }
