@@ -1,6 +1,12 @@
 //! The `go` and `index` Handlebars helpers.
 
-use super::*;
+use handlebars::{
+    Context, Helper, HelperDef, RenderContext, RenderError, RenderErrorReason, ScopedJson,
+};
+use serde_json::Value;
+
+use super::print::{index, print_go, print_value, walk, Indexed};
+use super::VIEW_KEY;
 
 pub(super) fn view_of(ctx: &Context) -> Result<&Value, RenderError> {
     ctx.data()

@@ -46,16 +46,6 @@
 //! numbers of structured data as JSON floats. The ordinary fields of the context are not
 //! changed, so `{{Key}}` still renders the key as text.
 
-use std::fmt::Write as _;
-
-use handlebars::{
-    Context, Helper, HelperDef, RenderContext, RenderError, RenderErrorReason, ScopedJson,
-};
-use serde_json::{Map, Value};
-
-use crate::destination::exact::exact_integer;
-use crate::proto::opencdc::v1::{data, Data, Operation, Record};
-
 /// The context key under which the typed view of the record lives. Starts with a NUL, so no
 /// ordinary path names it.
 pub const VIEW_KEY: &str = "\u{0}go";
@@ -103,8 +93,6 @@ mod translate;
 mod view;
 
 pub use helpers::{GoHelper, IndexHelper};
-use print::*;
 pub use print::{go_float, print_value};
 pub use translate::{translate, Translation};
 pub use view::view;
-use view::*;

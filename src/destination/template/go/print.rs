@@ -1,7 +1,14 @@
 //! Evaluating field chains and `index` on the typed view, and printing values with Go's
 //! `%v` rules.
 
-use super::*;
+use std::fmt::Write as _;
+
+use serde_json::Value;
+
+use super::view::{bytes_value, tagged_bytes};
+use super::{BYTES_TAG, DATA_METHODS, RECORD_FIELDS};
+use crate::destination::exact::exact_integer;
+use crate::proto::opencdc::v1::Operation;
 
 /// A value reached by a field chain, with the Go type that decides how it prints.
 #[derive(Debug, Clone, Copy)]

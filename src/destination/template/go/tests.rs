@@ -2,7 +2,7 @@
 
 use super::super::{RecordTemplate, TemplateError};
 use super::*;
-use crate::proto::opencdc::v1::{Change, Metadata};
+use crate::proto::opencdc::v1::{data, Change, Data, Metadata, Operation, Record};
 use prost_types::value::Kind;
 
 fn kind_value(kind: Kind) -> prost_types::Value {

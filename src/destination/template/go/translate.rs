@@ -1,7 +1,9 @@
 //! Go template source to Handlebars: the lexer of actions, and the translation of the
 //! supported subset.
 
-use super::*;
+use std::fmt::Write as _;
+
+use super::{Fields, DATA_METHODS, RECORD_FIELDS};
 
 /// A Go template translated to Handlebars.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -1,6 +1,11 @@
 //! The typed view: the record as Go sees it, stored in the Handlebars context.
 
-use super::*;
+use std::fmt::Write as _;
+
+use serde_json::{Map, Value};
+
+use super::{Fields, BYTES_TAG};
+use crate::proto::opencdc::v1::{data, Data, Record};
 
 /// The record as Go sees it, with only `fields` filled in (see the module docs).
 pub fn view(record: &Record, fields: Fields) -> Value {
