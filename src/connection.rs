@@ -4,13 +4,13 @@ use crate::aws::{self, AwsError, AwsSettings, KinesisConnection, StreamRef, Stre
 use crate::config::{ConfigError, Values};
 
 #[derive(Debug, Clone)]
-pub struct Connection {
+pub(crate) struct Connection {
     pub stream: StreamRef,
     pub aws: AwsSettings,
 }
 
 impl Connection {
-    pub fn from_values(values: &Values) -> Result<Self, ConfigError> {
+    pub(crate) fn from_values(values: &Values) -> Result<Self, ConfigError> {
         let stream = StreamRef::from_values(values);
         let aws = AwsSettings::from_values(
             values,
@@ -26,7 +26,7 @@ impl Connection {
     }
 
     /// Builds the client and checks that the stream exists and the credentials work.
-    pub async fn open(&self) -> Result<(KinesisConnection, StreamSummary), AwsError> {
+    pub(crate) async fn open(&self) -> Result<(KinesisConnection, StreamSummary), AwsError> {
         let connection = aws::connect_kinesis(&self.aws).await?;
         let endpoint = connection.describe_endpoint();
         let summary = aws::describe_stream(&connection.client, &self.stream, &endpoint).await?;
@@ -43,7 +43,7 @@ impl Connection {
 
 /// Errors of the connector's own lifecycle, as the user sees them.
 #[derive(Debug, thiserror::Error)]
-pub enum LifecycleError {
+pub(crate) enum LifecycleError {
     #[error("invalid configuration: {0}")]
     Config(#[from] ConfigError),
     #[error(transparent)]

@@ -8,7 +8,7 @@ use std::process::ExitCode;
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 use conduit_connector_kinesis::cli::{self, Command};
-use conduit_connector_kinesis::{plugin, spec};
+use conduit_connector_kinesis::plugin;
 
 /// `mi_option_purge_delay` in mimalloc v3's `mi_option_t` (include/mimalloc.h).
 const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
@@ -33,19 +33,19 @@ fn main() -> ExitCode {
     match cli::parse(&args) {
         Command::Plugin => run_plugin(),
         Command::Specs => {
-            print!("{}", spec::connector_yaml());
+            print!("{}", conduit_connector_kinesis::connector_yaml());
             ExitCode::SUCCESS
         }
         Command::Version => {
-            println!("{}", spec::version());
+            println!("{}", conduit_connector_kinesis::version());
             ExitCode::SUCCESS
         }
         Command::Help => {
             print!("{}", cli::HELP);
             ExitCode::SUCCESS
         }
-        Command::Produce(args) => cli::produce::run(&args),
-        Command::Consume(args) => cli::consume::run(&args),
+        Command::Produce(args) => cli::run_produce(&args),
+        Command::Consume(args) => cli::run_consume(&args),
         Command::Unknown(command) => {
             eprintln!("unknown command {command:?}\n\n{}", cli::HELP);
             ExitCode::from(2)

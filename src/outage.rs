@@ -11,11 +11,11 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 /// At most one report per this long while failures continue.
-pub const REPORT_INTERVAL: Duration = Duration::from_secs(20);
+pub(crate) const REPORT_INTERVAL: Duration = Duration::from_secs(20);
 
 /// The failures since the last success of one kind of call (e.g. GetRecords on one shard).
 #[derive(Debug, Default, Clone)]
-pub struct FailureStreak {
+pub(crate) struct FailureStreak {
     attempts: u32,
     since: Option<Instant>,
     last_report: Option<Instant>,
@@ -24,7 +24,7 @@ pub struct FailureStreak {
 
 /// What to say about a failure that should be reported.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct FailureReport {
+pub(crate) struct FailureReport {
     /// Failed attempts in a row, this one included.
     pub attempt: u32,
     /// Since the first failure of the streak.
@@ -35,20 +35,21 @@ pub struct FailureReport {
 
 /// The streak ended with a success.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Recovery {
+pub(crate) struct Recovery {
     pub failed_attempts: u32,
     pub failing_for: Duration,
 }
 
 impl FailureStreak {
     /// Failed attempts in a row so far (0 after a success).
-    pub fn attempts(&self) -> u32 {
+    #[cfg(test)]
+    pub(crate) fn attempts(&self) -> u32 {
         self.attempts
     }
 
     /// Records a failure at `now`; returns what to report, or `None` to stay quiet (log at
     /// debug level at most).
-    pub fn failed(&mut self, now: Instant) -> Option<FailureReport> {
+    pub(crate) fn failed(&mut self, now: Instant) -> Option<FailureReport> {
         self.attempts = self.attempts.saturating_add(1);
         let since = *self.since.get_or_insert(now);
         let due = self
@@ -67,7 +68,7 @@ impl FailureStreak {
     }
 
     /// Records a success at `now`; returns the streak it ended, if there was one.
-    pub fn succeeded(&mut self, now: Instant) -> Option<Recovery> {
+    pub(crate) fn succeeded(&mut self, now: Instant) -> Option<Recovery> {
         let since = self.since.take()?;
         let recovery = Recovery {
             failed_attempts: self.attempts,
@@ -82,16 +83,16 @@ impl FailureStreak {
 /// readers of a source): an outage is reported a few times a minute however many tasks
 /// there are, and the first success of any of them ends it.
 #[derive(Debug, Default)]
-pub struct SharedStreak(Mutex<FailureStreak>);
+pub(crate) struct SharedStreak(Mutex<FailureStreak>);
 
 impl SharedStreak {
     /// See [`FailureStreak::failed`], now.
-    pub fn failed(&self) -> Option<FailureReport> {
+    pub(crate) fn failed(&self) -> Option<FailureReport> {
         self.lock().failed(Instant::now())
     }
 
     /// See [`FailureStreak::succeeded`], now. Cheap when nothing failed.
-    pub fn succeeded(&self) -> Option<Recovery> {
+    pub(crate) fn succeeded(&self) -> Option<Recovery> {
         self.lock().succeeded(Instant::now())
     }
 
@@ -101,7 +102,7 @@ impl SharedStreak {
 }
 
 /// Whole seconds, for log fields.
-pub fn seconds(duration: Duration) -> u64 {
+pub(crate) fn seconds(duration: Duration) -> u64 {
     duration.as_secs_f64().round() as u64
 }
 

@@ -10,38 +10,38 @@ use crate::config::{Param, ParamType, Validation};
 use crate::proto::config::v1 as pb;
 use crate::proto::connector::v2::Specification;
 
-pub const NAME: &str = "kinesis";
-pub const SUMMARY: &str = "Amazon Kinesis Data Streams source and destination.";
-pub const DESCRIPTION: &str = "Reads a Kinesis data stream through enhanced fan-out with a position per \
+pub(crate) const NAME: &str = "kinesis";
+pub(crate) const SUMMARY: &str = "Amazon Kinesis Data Streams source and destination.";
+pub(crate) const DESCRIPTION: &str = "Reads a Kinesis data stream through enhanced fan-out with a position per \
 shard that survives restarts and resharding, and writes records with PutRecords within Kinesis limits, \
 retrying only failed entries. Accepts the parameter names of conduitio-labs/conduit-connector-kinesis.";
-pub const AUTHOR: &str = "conduit-connector-kinesis developers";
+pub(crate) const AUTHOR: &str = "conduit-connector-kinesis developers";
 
 pub fn version() -> String {
     format!("v{}", env!("CARGO_PKG_VERSION"))
 }
 
 // Parameter names shared by both sides. The first six are the Go connector's names.
-pub const AWS_REGION: &str = "aws.region";
-pub const AWS_ACCESS_KEY_ID: &str = "aws.accessKeyId";
-pub const AWS_SECRET_ACCESS_KEY: &str = "aws.secretAccessKey";
-pub const AWS_URL: &str = "aws.url";
-pub const STREAM_NAME: &str = "streamName";
-pub const STREAM_ARN: &str = "streamARN";
-pub const AWS_SESSION_TOKEN: &str = "aws.sessionToken";
-pub const AWS_PROFILE: &str = "aws.profile";
-pub const AWS_ASSUME_ROLE_ARN: &str = "aws.assumeRoleArn";
-pub const AWS_ASSUME_ROLE_EXTERNAL_ID: &str = "aws.assumeRoleExternalId";
-pub const AWS_ASSUME_ROLE_SESSION_NAME: &str = "aws.assumeRoleSessionName";
+pub(crate) const AWS_REGION: &str = "aws.region";
+pub(crate) const AWS_ACCESS_KEY_ID: &str = "aws.accessKeyId";
+pub(crate) const AWS_SECRET_ACCESS_KEY: &str = "aws.secretAccessKey";
+pub(crate) const AWS_URL: &str = "aws.url";
+pub(crate) const STREAM_NAME: &str = "streamName";
+pub(crate) const STREAM_ARN: &str = "streamARN";
+pub(crate) const AWS_SESSION_TOKEN: &str = "aws.sessionToken";
+pub(crate) const AWS_PROFILE: &str = "aws.profile";
+pub(crate) const AWS_ASSUME_ROLE_ARN: &str = "aws.assumeRoleArn";
+pub(crate) const AWS_ASSUME_ROLE_EXTERNAL_ID: &str = "aws.assumeRoleExternalId";
+pub(crate) const AWS_ASSUME_ROLE_SESSION_NAME: &str = "aws.assumeRoleSessionName";
 
 /// Kinesis stream names: 1 to 128 of these characters.
-pub const STREAM_NAME_PATTERN: &str = "^[a-zA-Z0-9_.-]{1,128}$";
-pub const STREAM_ARN_PATTERN: &str =
+pub(crate) const STREAM_NAME_PATTERN: &str = "^[a-zA-Z0-9_.-]{1,128}$";
+pub(crate) const STREAM_ARN_PATTERN: &str =
     "^arn:aws[a-z-]*:kinesis:[a-z0-9-]+:[0-9]{12}:stream/[a-zA-Z0-9_.-]{1,128}$";
-pub const ROLE_ARN_PATTERN: &str =
+pub(crate) const ROLE_ARN_PATTERN: &str =
     "^arn:aws[a-z-]*:iam::[0-9]{12}:role/[a-zA-Z0-9_+=,.@/-]{1,512}$";
-pub const SESSION_NAME_PATTERN: &str = "^[a-zA-Z0-9_+=,.@-]{2,64}$";
-pub const DEFAULT_SESSION_NAME: &str = "conduit-connector-kinesis";
+pub(crate) const SESSION_NAME_PATTERN: &str = "^[a-zA-Z0-9_+=,.@-]{2,64}$";
+pub(crate) const DEFAULT_SESSION_NAME: &str = "conduit-connector-kinesis";
 
 fn aws_params() -> Vec<Param> {
     vec![
@@ -123,27 +123,27 @@ fn stream_params() -> Vec<Param> {
     ]
 }
 
-pub static SOURCE_PARAMS: LazyLock<Vec<Param>> =
+pub(crate) static SOURCE_PARAMS: LazyLock<Vec<Param>> =
     LazyLock::new(|| [stream_params(), source_read_params(), aws_params()].concat());
 
 // Source-only parameter names. startFromLatest is the Go connector's.
-pub const START_FROM_LATEST: &str = "startFromLatest";
-pub const START_POSITION: &str = "startPosition";
-pub const START_TIMESTAMP: &str = "startTimestamp";
-pub const READ_MODE: &str = "readMode";
-pub const CONSUMER_NAME: &str = "consumerName";
-pub const CONSUMER_ARN: &str = "consumerARN";
-pub const CONSUMER_DEREGISTER_ON_DELETE: &str = "consumer.deregisterOnDelete";
-pub const POLLING_INTERVAL: &str = "polling.interval";
-pub const POLLING_LIMIT: &str = "polling.limit";
-pub const SHARD_DISCOVERY_INTERVAL: &str = "shardDiscoveryInterval";
-pub const SUBSCRIPTION_RENEW_AFTER: &str = "subscription.renewAfter";
-pub const SUBSCRIPTION_IDLE_TIMEOUT: &str = "subscription.idleTimeout";
-pub const DEAGGREGATE: &str = "deaggregate";
-pub const UNWRAP_OPENCDC: &str = "unwrapOpenCDC";
-pub const BUFFER_SIZE: &str = "bufferSize";
-pub const CONSUMER_NAME_PATTERN: &str = "^[a-zA-Z0-9_.-]{1,128}$";
-pub const CONSUMER_ARN_PATTERN: &str =
+pub(crate) const START_FROM_LATEST: &str = "startFromLatest";
+pub(crate) const START_POSITION: &str = "startPosition";
+pub(crate) const START_TIMESTAMP: &str = "startTimestamp";
+pub(crate) const READ_MODE: &str = "readMode";
+pub(crate) const CONSUMER_NAME: &str = "consumerName";
+pub(crate) const CONSUMER_ARN: &str = "consumerARN";
+pub(crate) const CONSUMER_DEREGISTER_ON_DELETE: &str = "consumer.deregisterOnDelete";
+pub(crate) const POLLING_INTERVAL: &str = "polling.interval";
+pub(crate) const POLLING_LIMIT: &str = "polling.limit";
+pub(crate) const SHARD_DISCOVERY_INTERVAL: &str = "shardDiscoveryInterval";
+pub(crate) const SUBSCRIPTION_RENEW_AFTER: &str = "subscription.renewAfter";
+pub(crate) const SUBSCRIPTION_IDLE_TIMEOUT: &str = "subscription.idleTimeout";
+pub(crate) const DEAGGREGATE: &str = "deaggregate";
+pub(crate) const UNWRAP_OPENCDC: &str = "unwrapOpenCDC";
+pub(crate) const BUFFER_SIZE: &str = "bufferSize";
+pub(crate) const CONSUMER_NAME_PATTERN: &str = "^[a-zA-Z0-9_.-]{1,128}$";
+pub(crate) const CONSUMER_ARN_PATTERN: &str =
     "^arn:aws[a-z-]*:kinesis:[a-z0-9-]+:[0-9]{12}:stream/[a-zA-Z0-9_.-]{1,128}/consumer/[a-zA-Z0-9_.-]{1,128}:[0-9]{1,20}$";
 
 fn source_read_params() -> Vec<Param> {
@@ -270,7 +270,7 @@ fn source_read_params() -> Vec<Param> {
     ]
 }
 
-pub static DESTINATION_PARAMS: LazyLock<Vec<Param>> = LazyLock::new(|| {
+pub(crate) static DESTINATION_PARAMS: LazyLock<Vec<Param>> = LazyLock::new(|| {
     [
         destination_stream_params(),
         destination_write_params(),
@@ -281,30 +281,30 @@ pub static DESTINATION_PARAMS: LazyLock<Vec<Param>> = LazyLock::new(|| {
 });
 
 // Destination-only parameter names.
-pub const PARTITION_KEY_TEMPLATE: &str = "partitionKeyTemplate";
-pub const PARTITION_KEY_FIELDS: &str = "partitionKeyFields";
-pub const EXPLICIT_HASH_KEY_TEMPLATE: &str = "explicitHashKeyTemplate";
-pub const AUTO_CREATE_STREAMS: &str = "auto.create.streams";
-pub const AUTO_CREATE_MODE: &str = "auto.create.mode";
-pub const AUTO_CREATE_SHARD_COUNT: &str = "auto.create.shardCount";
-pub const MAX_RECORD_SIZE: &str = "maxRecordSize";
-pub const CONCURRENCY: &str = "concurrency";
-pub const STRICT_ORDERING: &str = "strictOrdering";
-pub const PROTOCOL: &str = "protocol";
-pub const RETRY_MAX_ATTEMPTS: &str = "retry.maxAttempts";
-pub const RETRY_INITIAL_BACKOFF: &str = "retry.initialBackoff";
-pub const RETRY_MAX_BACKOFF: &str = "retry.maxBackoff";
-pub const SDK_BATCH_SIZE: &str = "sdk.batch.size";
-pub const SDK_BATCH_DELAY: &str = "sdk.batch.delay";
-pub const SDK_RATE_PER_SECOND: &str = "sdk.rate.perSecond";
-pub const SDK_RATE_BURST: &str = "sdk.rate.burst";
-pub const SDK_RECORD_FORMAT: &str = "sdk.record.format";
-pub const SDK_RECORD_FORMAT_OPTIONS: &str = "sdk.record.format.options";
-pub const SDK_SCHEMA_EXTRACT_PAYLOAD: &str = "sdk.schema.extract.payload.enabled";
-pub const SDK_SCHEMA_EXTRACT_KEY: &str = "sdk.schema.extract.key.enabled";
+pub(crate) const PARTITION_KEY_TEMPLATE: &str = "partitionKeyTemplate";
+pub(crate) const PARTITION_KEY_FIELDS: &str = "partitionKeyFields";
+pub(crate) const EXPLICIT_HASH_KEY_TEMPLATE: &str = "explicitHashKeyTemplate";
+pub(crate) const AUTO_CREATE_STREAMS: &str = "auto.create.streams";
+pub(crate) const AUTO_CREATE_MODE: &str = "auto.create.mode";
+pub(crate) const AUTO_CREATE_SHARD_COUNT: &str = "auto.create.shardCount";
+pub(crate) const MAX_RECORD_SIZE: &str = "maxRecordSize";
+pub(crate) const CONCURRENCY: &str = "concurrency";
+pub(crate) const STRICT_ORDERING: &str = "strictOrdering";
+pub(crate) const PROTOCOL: &str = "protocol";
+pub(crate) const RETRY_MAX_ATTEMPTS: &str = "retry.maxAttempts";
+pub(crate) const RETRY_INITIAL_BACKOFF: &str = "retry.initialBackoff";
+pub(crate) const RETRY_MAX_BACKOFF: &str = "retry.maxBackoff";
+pub(crate) const SDK_BATCH_SIZE: &str = "sdk.batch.size";
+pub(crate) const SDK_BATCH_DELAY: &str = "sdk.batch.delay";
+pub(crate) const SDK_RATE_PER_SECOND: &str = "sdk.rate.perSecond";
+pub(crate) const SDK_RATE_BURST: &str = "sdk.rate.burst";
+pub(crate) const SDK_RECORD_FORMAT: &str = "sdk.record.format";
+pub(crate) const SDK_RECORD_FORMAT_OPTIONS: &str = "sdk.record.format.options";
+pub(crate) const SDK_SCHEMA_EXTRACT_PAYLOAD: &str = "sdk.schema.extract.payload.enabled";
+pub(crate) const SDK_SCHEMA_EXTRACT_KEY: &str = "sdk.schema.extract.key.enabled";
 
 /// Kinesis accepts at most 500 entries per PutRecords call.
-pub const MAX_PUT_RECORDS_ENTRIES: i64 = 500;
+pub(crate) const MAX_PUT_RECORDS_ENTRIES: i64 = 500;
 
 fn destination_stream_params() -> Vec<Param> {
     vec![

@@ -11,7 +11,7 @@ use std::process::{Command, Stdio};
 
 use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine as _;
-use conduit_connector_kinesis::source::deaggregate::{deaggregate, is_aggregated, UserRecord};
+use conduit_connector_kinesis::testing::{deaggregate, is_aggregated, UserRecord};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde::{Deserialize, Serialize};

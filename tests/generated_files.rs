@@ -4,7 +4,7 @@
 
 use std::path::PathBuf;
 
-use conduit_connector_kinesis::spec;
+use conduit_connector_kinesis::testing as spec;
 
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -48,7 +48,10 @@ fn with_section(document: &str, name: &str, content: &str) -> String {
 
 #[test]
 fn connector_yaml_matches_the_code() {
-    check("connector.yaml", &spec::connector_yaml());
+    check(
+        "connector.yaml",
+        &conduit_connector_kinesis::connector_yaml(),
+    );
 }
 
 #[test]
@@ -60,7 +63,7 @@ fn specs_command_prints_connector_yaml() {
     assert!(output.status.success());
     assert_eq!(
         String::from_utf8(output.stdout).unwrap(),
-        spec::connector_yaml()
+        conduit_connector_kinesis::connector_yaml()
     );
 }
 

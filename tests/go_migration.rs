@@ -135,7 +135,7 @@ async fn resumes_from_a_go_connector_position(mode: &str) {
 
     // The positions it sends now are this connector's, covering every shard.
     let position = &got.last().unwrap().position;
-    let decoded = conduit_connector_kinesis::source::position::Position::decode(position)
+    let decoded = conduit_connector_kinesis::testing::Position::decode(position)
         .expect("positions after a migration are in this connector's format");
     assert_eq!(decoded.stream, stream);
     source.teardown().await;

@@ -104,7 +104,7 @@ fn startup_scan_specify_and_quick_kill() {
         .expect("Specify response decodes");
     assert_eq!(
         response.specification,
-        Some(conduit_connector_kinesis::spec::specification())
+        Some(conduit_connector_kinesis::specification())
     );
     // Nothing reached go-plugin's stdout channel either.
     assert_eq!(run.stdio_stdout, "", "{run:#?}");

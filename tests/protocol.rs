@@ -320,7 +320,7 @@ async fn startup_scan_transport_crates_do_not_flood_stderr() {
 async fn specify_returns_the_full_specification() {
     let plugin = PluginProcess::start(&startup_scan_env()).await;
     let spec = specify(&plugin).await;
-    assert_eq!(spec, conduit_connector_kinesis::spec::specification());
+    assert_eq!(spec, conduit_connector_kinesis::specification());
 
     assert_eq!(spec.name, "kinesis");
     assert_eq!(spec.version, format!("v{}", env!("CARGO_PKG_VERSION")));

@@ -8,8 +8,6 @@ use std::sync::{Arc, Mutex};
 
 use apache_avro::types::Value as AvroValue;
 use apache_avro::Schema as AvroSchema;
-use conduit_connector_kinesis::destination::schema::{SchemaDecoder, SchemaError};
-use conduit_connector_kinesis::destination::template::struct_to_json;
 use conduit_connector_kinesis::proto::connutils::v1::schema_service_server::{
     SchemaService, SchemaServiceServer,
 };
@@ -18,6 +16,8 @@ use conduit_connector_kinesis::proto::connutils::v1::{
 };
 use conduit_connector_kinesis::proto::opencdc::v1::{data, Change, Data, Operation, Record};
 use conduit_connector_kinesis::proto::schema::v1::{schema::Type as SchemaType, Schema};
+use conduit_connector_kinesis::testing::struct_to_json;
+use conduit_connector_kinesis::testing::{SchemaDecoder, SchemaError};
 use serde_json::json;
 use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;

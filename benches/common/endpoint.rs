@@ -167,7 +167,7 @@ fn count_cbor_entries(body: &[u8]) -> usize {
 
 /// The CBOR PutRecords answer for `n` written entries.
 fn cbor_put_records_answer(body_buf: &mut Vec<u8>, n: usize, conn: u64, seq: &mut u64) {
-    use conduit_connector_kinesis::aws::cbor::Writer;
+    use conduit_connector_kinesis::testing::cbor::Writer;
     let mut sequence = String::with_capacity(56);
     let mut writer = Writer(body_buf);
     writer.map(2);

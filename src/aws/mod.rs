@@ -1,8 +1,8 @@
 //! Building AWS clients from [`AwsSettings`] and the start-up check of the stream.
 
 pub mod cbor;
-pub mod settings;
-pub mod signed;
+pub(crate) mod settings;
+pub(crate) mod signed;
 
 use aws_config::{BehaviorVersion, Region};
 use aws_credential_types::provider::SharedCredentialsProvider;
@@ -11,13 +11,13 @@ use aws_sdk_kinesis::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError
 use aws_sdk_kinesis::Client;
 use aws_types::SdkConfig;
 
-pub use settings::{AssumeRole, AwsSettings, Secret, StaticKeys, StreamRef};
+pub(crate) use settings::{AwsSettings, StreamRef};
 
 const PROVIDER_NAME: &str = "conduit-connector-kinesis";
 
 /// Failures talking to AWS, each saying which of the usual causes it is.
 #[derive(Debug, thiserror::Error)]
-pub enum AwsError {
+pub(crate) enum AwsError {
     #[error(
         "no AWS region is configured: set aws.region (or streamARN), or AWS_REGION in the environment, \
          or a region in the selected profile"
@@ -62,7 +62,7 @@ pub enum AwsError {
 
 /// Resolves region and credentials into an SDK configuration. The endpoint override is not
 /// part of it: it applies to Kinesis only, not to STS.
-pub async fn load_sdk_config(settings: &AwsSettings) -> Result<SdkConfig, AwsError> {
+pub(crate) async fn load_sdk_config(settings: &AwsSettings) -> Result<SdkConfig, AwsError> {
     let mut loader = aws_config::defaults(BehaviorVersion::latest());
     if let Some(profile) = &settings.profile {
         loader = loader.profile_name(profile);
@@ -127,7 +127,7 @@ impl KinesisConnection {
 }
 
 /// Resolves the settings and builds a Kinesis client with the endpoint override applied.
-pub async fn connect_kinesis(settings: &AwsSettings) -> Result<KinesisConnection, AwsError> {
+pub(crate) async fn connect_kinesis(settings: &AwsSettings) -> Result<KinesisConnection, AwsError> {
     let sdk_config = load_sdk_config(settings).await?;
     let endpoint_override = settings.endpoint_url.clone().or_else(|| {
         // What aws_sdk_kinesis::config::Builder::from(&SdkConfig) looks at.
@@ -155,7 +155,7 @@ pub async fn connect_kinesis(settings: &AwsSettings) -> Result<KinesisConnection
 
 /// What the start-up check learned about the stream.
 #[derive(Debug, Clone)]
-pub struct StreamSummary {
+pub(crate) struct StreamSummary {
     pub name: String,
     pub arn: String,
     pub status: String,
@@ -165,7 +165,7 @@ pub struct StreamSummary {
 }
 
 /// Checks that the stream exists and the credentials work (DescribeStreamSummary).
-pub async fn describe_stream(
+pub(crate) async fn describe_stream(
     client: &Client,
     stream: &StreamRef,
     endpoint: &str,
@@ -197,7 +197,7 @@ pub async fn describe_stream(
 
 /// Checks that the endpoint answers and accepts the credentials (ListStreams, one result),
 /// for destinations whose streams are only known per record.
-pub async fn check_access(client: &Client, endpoint: &str) -> Result<(), AwsError> {
+pub(crate) async fn check_access(client: &Client, endpoint: &str) -> Result<(), AwsError> {
     let stream = StreamRef {
         name: "(any)".into(),
         arn: None,
@@ -226,12 +226,12 @@ const CREDENTIAL_ERROR_CODES: &[&str] = &[
 ];
 
 /// Whether an AWS error code means the request's credentials were rejected.
-pub fn is_credential_error_code(code: &str) -> bool {
+pub(crate) fn is_credential_error_code(code: &str) -> bool {
     CREDENTIAL_ERROR_CODES.contains(&code)
 }
 
 /// Maps an SDK error onto the cause a user can act on.
-pub fn classify<E, R>(
+pub(crate) fn classify<E, R>(
     error: SdkError<E, R>,
     operation: &'static str,
     stream: &StreamRef,

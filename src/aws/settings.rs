@@ -7,14 +7,14 @@ use crate::spec::*;
 
 /// A secret string: its value never appears in `Debug` or `Display` output.
 #[derive(Clone, PartialEq, Eq)]
-pub struct Secret(String);
+pub(crate) struct Secret(String);
 
 impl Secret {
-    pub fn new(value: impl Into<String>) -> Self {
+    pub(crate) fn new(value: impl Into<String>) -> Self {
         Secret(value.into())
     }
 
-    pub fn expose(&self) -> &str {
+    pub(crate) fn expose(&self) -> &str {
         &self.0
     }
 }
@@ -26,14 +26,14 @@ impl fmt::Debug for Secret {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct StaticKeys {
+pub(crate) struct StaticKeys {
     pub access_key_id: String,
     pub secret_access_key: Secret,
     pub session_token: Option<Secret>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct AssumeRole {
+pub(crate) struct AssumeRole {
     pub role_arn: String,
     pub external_id: Option<String>,
     pub session_name: String,
@@ -41,7 +41,7 @@ pub struct AssumeRole {
 
 /// Where requests go and with which identity.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct AwsSettings {
+pub(crate) struct AwsSettings {
     /// Explicit region; `None` defers to the environment and profile.
     pub region: Option<String>,
     pub static_keys: Option<StaticKeys>,
@@ -52,7 +52,7 @@ pub struct AwsSettings {
 
 /// The stream a connector is bound to.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct StreamRef {
+pub(crate) struct StreamRef {
     pub name: String,
     pub arn: Option<String>,
 }
@@ -68,13 +68,13 @@ impl fmt::Display for StreamRef {
 
 /// Parts of a Kinesis stream ARN.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct StreamArn {
+pub(crate) struct StreamArn {
     pub region: String,
     pub account: String,
     pub name: String,
 }
 
-pub fn parse_stream_arn(arn: &str) -> Option<StreamArn> {
+pub(crate) fn parse_stream_arn(arn: &str) -> Option<StreamArn> {
     let mut parts = arn.splitn(6, ':');
     let (
         Some("arn"),
@@ -108,7 +108,10 @@ pub fn parse_stream_arn(arn: &str) -> Option<StreamArn> {
 impl AwsSettings {
     /// Reads the `aws.*` parameters, checking the rules that span several of them.
     /// `stream_region` is the region named by streamARN, if any.
-    pub fn from_values(values: &Values, stream_region: Option<&str>) -> Result<Self, ConfigError> {
+    pub(crate) fn from_values(
+        values: &Values,
+        stream_region: Option<&str>,
+    ) -> Result<Self, ConfigError> {
         let mut errors = Vec::new();
         let region = match (values.str(AWS_REGION), stream_region) {
             (Some(region), Some(arn_region)) if region != arn_region => {
@@ -198,7 +201,7 @@ impl AwsSettings {
 
 impl StreamRef {
     /// Reads streamName / streamARN: at least one, and they must agree.
-    pub fn from_values(values: &Values) -> Result<Self, ConfigError> {
+    pub(crate) fn from_values(values: &Values) -> Result<Self, ConfigError> {
         let name = values.str(STREAM_NAME);
         let arn = values.str(STREAM_ARN);
         match (name, arn) {
@@ -237,7 +240,7 @@ impl StreamRef {
         }
     }
 
-    pub fn region(&self) -> Option<String> {
+    pub(crate) fn region(&self) -> Option<String> {
         self.arn
             .as_deref()
             .and_then(parse_stream_arn)

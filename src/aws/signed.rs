@@ -40,7 +40,7 @@ const REFRESH_BEFORE_EXPIRY: Duration = Duration::from_secs(300);
 
 /// Which HTTP versions a client speaks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum HttpVersions {
+pub(crate) enum HttpVersions {
     /// HTTP/1.1 on a pool of connections (PutRecords: calls are independent).
     Http1,
     /// HTTP/2 when TLS negotiates it (AWS requires it for SubscribeToShard), else HTTP/1.1
@@ -83,7 +83,7 @@ impl Protocol {
 
 /// What a call is about; data calls on an ARN go to the account's own endpoint.
 #[derive(Debug, Clone, Copy)]
-pub enum Resource<'a> {
+pub(crate) enum Resource<'a> {
     Stream(&'a StreamRef),
     Consumer(&'a str),
 }
@@ -99,7 +99,7 @@ impl Resource<'_> {
 
 /// Why a request got no answer from the service.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum RequestFailure {
+pub(crate) enum RequestFailure {
     /// The request could not be built or signed (credentials, configuration).
     Local,
     /// No answer: connection refused or lost, credentials provider unreachable.
@@ -108,7 +108,7 @@ pub enum RequestFailure {
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{message}")]
-pub struct RequestError {
+pub(crate) struct RequestError {
     pub failure: RequestFailure,
     pub message: String,
 }
@@ -205,7 +205,7 @@ struct Endpoint {
 }
 
 /// Signs and sends Kinesis calls. Cheap to share.
-pub struct SignedClient {
+pub(crate) struct SignedClient {
     http: HttpClient<hyper_rustls::HttpsConnector<HttpConnector>, Full<Bytes>>,
     credentials: CredentialCache,
     region: String,
@@ -228,7 +228,7 @@ impl std::fmt::Debug for SignedClient {
 impl SignedClient {
     /// A client for the region, credentials and endpoint settings of `sdk_config`;
     /// `endpoint_override` as resolved for Kinesis (`aws.url`, or the SDK's configured one).
-    pub fn new(
+    pub(crate) fn new(
         sdk_config: &SdkConfig,
         endpoint_override: Option<String>,
         versions: HttpVersions,
@@ -269,7 +269,7 @@ impl SignedClient {
 
     /// Signs `body`, the input of `operation` (e.g. `PutRecords`) on `resource` encoded in
     /// `protocol`, and sends it; the answer's body is left to the caller to read.
-    pub async fn send(
+    pub(crate) async fn send(
         &self,
         operation: &'static str,
         resource: Resource<'_>,
@@ -287,7 +287,7 @@ impl SignedClient {
 
     /// Reads an error answer (status, `x-amzn-ErrorType`, body). After an expired or
     /// revoked credential, the next request signs with freshly loaded credentials.
-    pub fn service_error(&self, parts: &http::response::Parts, body: &[u8]) -> ServiceError {
+    pub(crate) fn service_error(&self, parts: &http::response::Parts, body: &[u8]) -> ServiceError {
         let error_type = parts
             .headers
             .get("x-amzn-errortype")

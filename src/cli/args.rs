@@ -6,7 +6,7 @@ use std::collections::HashMap;
 
 /// How an option takes its value.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Arity {
+pub(crate) enum Arity {
     /// `--name`
     Flag,
     /// `--name VALUE` or `--name=VALUE`
@@ -17,26 +17,26 @@ pub enum Arity {
 
 /// One accepted option (without the leading `--`).
 #[derive(Debug, Clone, Copy)]
-pub struct OptSpec {
+pub(crate) struct OptSpec {
     pub name: &'static str,
     pub arity: Arity,
 }
 
-pub const fn flag(name: &'static str) -> OptSpec {
+pub(crate) const fn flag(name: &'static str) -> OptSpec {
     OptSpec {
         name,
         arity: Arity::Flag,
     }
 }
 
-pub const fn value(name: &'static str) -> OptSpec {
+pub(crate) const fn value(name: &'static str) -> OptSpec {
     OptSpec {
         name,
         arity: Arity::Value,
     }
 }
 
-pub const fn optional(name: &'static str) -> OptSpec {
+pub(crate) const fn optional(name: &'static str) -> OptSpec {
     OptSpec {
         name,
         arity: Arity::OptionalValue,
@@ -45,7 +45,7 @@ pub const fn optional(name: &'static str) -> OptSpec {
 
 /// The parsed command line of one command.
 #[derive(Debug, Default)]
-pub struct Parsed {
+pub(crate) struct Parsed {
     pub positionals: Vec<String>,
     /// Option name → value; flags and bare optional-value options map to `None`.
     options: HashMap<&'static str, Option<String>>,
@@ -54,17 +54,17 @@ pub struct Parsed {
 }
 
 impl Parsed {
-    pub fn has(&self, name: &str) -> bool {
+    pub(crate) fn has(&self, name: &str) -> bool {
         self.options.contains_key(name)
     }
 
     /// The value of a `Value` option, or the `=VALUE` of an optional-value option.
-    pub fn value(&self, name: &str) -> Option<&str> {
+    pub(crate) fn value(&self, name: &str) -> Option<&str> {
         self.options.get(name).and_then(|v| v.as_deref())
     }
 
     /// A value parsed with `parse`, naming the option in the error.
-    pub fn parsed<T>(
+    pub(crate) fn parsed<T>(
         &self,
         name: &str,
         what: &str,
@@ -80,7 +80,7 @@ impl Parsed {
 }
 
 /// Parses `args` (the arguments after the command name).
-pub fn parse(args: &[String], specs: &[OptSpec]) -> Result<Parsed, String> {
+pub(crate) fn parse(args: &[String], specs: &[OptSpec]) -> Result<Parsed, String> {
     let mut parsed = Parsed::default();
     let mut iter = args.iter();
     let mut only_positionals = false;

@@ -15,12 +15,13 @@ use crate::destination::settings::stream_ref_from_rendered;
 use crate::spec::{AWS_PROFILE, AWS_REGION, AWS_URL, STREAM_ARN, STREAM_NAME};
 
 /// Exit status for a wrong command line.
-pub const USAGE: u8 = 2;
+pub(crate) const USAGE: u8 = 2;
 
 /// The AWS options both commands take.
-pub const AWS_OPTIONS: &[OptSpec] = &[value("region"), value("profile"), value("endpoint-url")];
+pub(crate) const AWS_OPTIONS: &[OptSpec] =
+    &[value("region"), value("profile"), value("endpoint-url")];
 
-pub const AWS_HELP: &str = "\
+pub(crate) const AWS_HELP: &str = "\
 AWS options:
   --region REGION         AWS region (default: AWS_REGION / AWS_DEFAULT_REGION, the profile, or
                           the region of a stream ARN)
@@ -31,7 +32,10 @@ AWS_SESSION_TOKEN, the profile, web identity, container or instance roles.
 ";
 
 /// Connector parameters (as Conduit would pass them) for the stream and the AWS options.
-pub fn connection_params(stream: &str, parsed: &Parsed) -> Result<HashMap<String, String>, String> {
+pub(crate) fn connection_params(
+    stream: &str,
+    parsed: &Parsed,
+) -> Result<HashMap<String, String>, String> {
     let stream_ref = stream_ref_from_rendered(stream).map_err(|_| {
         format!(
             "{stream:?} is neither a Kinesis stream name (1 to 128 of a-z, A-Z, 0-9, _ . -) nor a \
@@ -93,7 +97,7 @@ const PARAMETER_OPTIONS: &[(&str, &str)] = &[
 ];
 
 /// Rewrites a connector message (which names Conduit parameters) in terms of the options.
-pub fn in_option_terms(message: &str) -> String {
+pub(crate) fn in_option_terms(message: &str) -> String {
     let mut text = message.to_string();
     for (parameter, option) in PARAMETER_OPTIONS {
         text = text.replace(parameter, option);
@@ -102,13 +106,13 @@ pub fn in_option_terms(message: &str) -> String {
 }
 
 /// Prints `error: MESSAGE` and returns the failure status.
-pub fn fail(message: impl std::fmt::Display) -> ExitCode {
+pub(crate) fn fail(message: impl std::fmt::Display) -> ExitCode {
     eprintln!("error: {message}");
     ExitCode::FAILURE
 }
 
 /// Prints a usage error and where to find help; status 2.
-pub fn usage_error(command: &str, message: impl std::fmt::Display) -> ExitCode {
+pub(crate) fn usage_error(command: &str, message: impl std::fmt::Display) -> ExitCode {
     eprintln!(
         "error: {message}\n\nRun 'conduit-connector-kinesis {command} --help' for the options."
     );
@@ -116,7 +120,7 @@ pub fn usage_error(command: &str, message: impl std::fmt::Display) -> ExitCode {
 }
 
 /// Parses a command's `options` and the AWS options.
-pub fn parse_arguments(arguments: &[String], options: &[OptSpec]) -> Result<Parsed, String> {
+pub(crate) fn parse_arguments(arguments: &[String], options: &[OptSpec]) -> Result<Parsed, String> {
     let specs: Vec<OptSpec> = options.iter().chain(AWS_OPTIONS).copied().collect();
     args::parse(arguments, &specs)
 }
@@ -124,7 +128,7 @@ pub fn parse_arguments(arguments: &[String], options: &[OptSpec]) -> Result<Pars
 /// A command's command line: its options and the AWS options parsed, then read by `read`.
 /// `Err` is the exit status to return at once: after printing the help (`--help`), or a
 /// usage error.
-pub fn parse_command<T>(
+pub(crate) fn parse_command<T>(
     command: &str,
     arguments: &[String],
     options: &[OptSpec],
@@ -141,7 +145,7 @@ pub fn parse_command<T>(
 }
 
 /// Logs of the connector's own code go to stderr: warnings by default, `-v` info, `-vv` debug.
-pub fn init_logging(verbosity: u8) {
+pub(crate) fn init_logging(verbosity: u8) {
     let level = match verbosity {
         0 => tracing::Level::WARN,
         1 => tracing::Level::INFO,
@@ -154,7 +158,7 @@ pub fn init_logging(verbosity: u8) {
         .try_init();
 }
 
-pub fn runtime() -> Result<tokio::runtime::Runtime, String> {
+pub(crate) fn runtime() -> Result<tokio::runtime::Runtime, String> {
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -163,12 +167,12 @@ pub fn runtime() -> Result<tokio::runtime::Runtime, String> {
 
 /// One JSON object written field by field, keeping the order the fields are added in.
 #[derive(Default)]
-pub struct JsonLine {
+pub(crate) struct JsonLine {
     text: String,
 }
 
 impl JsonLine {
-    pub fn new() -> Self {
+    pub(crate) fn new() -> Self {
         JsonLine {
             text: String::from("{"),
         }
@@ -182,21 +186,21 @@ impl JsonLine {
         self.text.push(':');
     }
 
-    pub fn string(mut self, key: &str, value: &str) -> Self {
+    pub(crate) fn string(mut self, key: &str, value: &str) -> Self {
         self.key(key);
         self.text.push_str(&json_string(value));
         self
     }
 
     /// Raw JSON (a number, `null`, an object...).
-    pub fn json(mut self, key: &str, value: &str) -> Self {
+    pub(crate) fn json(mut self, key: &str, value: &str) -> Self {
         self.key(key);
         self.text.push_str(value);
         self
     }
 
     /// `"data"` as text when the bytes are UTF-8, else `"dataBase64"`.
-    pub fn data(self, bytes: &[u8]) -> Self {
+    pub(crate) fn data(self, bytes: &[u8]) -> Self {
         match std::str::from_utf8(bytes) {
             Ok(text) => self.string("data", text),
             Err(_) => self.string(
@@ -206,43 +210,43 @@ impl JsonLine {
         }
     }
 
-    pub fn finish(mut self) -> String {
+    pub(crate) fn finish(mut self) -> String {
         self.text.push('}');
         self.text
     }
 }
 
-pub fn json_string(text: &str) -> String {
+pub(crate) fn json_string(text: &str) -> String {
     serde_json::to_string(text).unwrap_or_else(|_| "\"\"".into())
 }
 
 /// Buffered stdout. A closed pipe (`| head`) is reported as `Closed` so the command can stop
 /// quietly.
-pub struct Output {
+pub(crate) struct Output {
     out: std::io::BufWriter<std::io::Stdout>,
 }
 
 #[derive(Debug, PartialEq, Eq)]
-pub enum OutputError {
+pub(crate) enum OutputError {
     Closed,
     Failed(String),
 }
 
 impl Output {
-    pub fn new() -> Self {
+    pub(crate) fn new() -> Self {
         Output {
             out: std::io::BufWriter::with_capacity(64 * 1024, std::io::stdout()),
         }
     }
 
-    pub fn line(&mut self, line: &str) -> Result<(), OutputError> {
+    pub(crate) fn line(&mut self, line: &str) -> Result<(), OutputError> {
         self.out
             .write_all(line.as_bytes())
             .and_then(|_| self.out.write_all(b"\n"))
             .map_err(classify)
     }
 
-    pub fn flush(&mut self) -> Result<(), OutputError> {
+    pub(crate) fn flush(&mut self) -> Result<(), OutputError> {
         self.out.flush().map_err(classify)
     }
 }
@@ -263,7 +267,7 @@ fn classify(error: std::io::Error) -> OutputError {
 
 /// Counters the progress line reads.
 #[derive(Default)]
-pub struct Counters {
+pub(crate) struct Counters {
     /// The main count (records sent, records printed).
     pub done: AtomicU64,
     pub failed: AtomicU64,
@@ -271,7 +275,7 @@ pub struct Counters {
 
 /// Progress on stderr at most once per second: on a terminal one line rewritten in place,
 /// otherwise (with `--progress`) one line per report.
-pub struct Progress {
+pub(crate) struct Progress {
     task: Option<tokio::task::JoinHandle<()>>,
     terminal: bool,
 }
@@ -279,7 +283,7 @@ pub struct Progress {
 impl Progress {
     /// Reports while the returned value lives, when `forced` or stderr is a terminal.
     /// `describe(done, failed, rate)` makes the text.
-    pub fn start(
+    pub(crate) fn start(
         forced: bool,
         counters: Arc<Counters>,
         describe: impl Fn(u64, u64, f64) -> String + Send + 'static,
@@ -327,7 +331,7 @@ impl Progress {
     }
 
     /// Stops reporting and ends the line on a terminal.
-    pub fn stop(mut self) {
+    pub(crate) fn stop(mut self) {
         if let Some(task) = self.task.take() {
             task.abort();
             if self.terminal {
@@ -338,12 +342,12 @@ impl Progress {
 }
 
 /// `12.3s`
-pub fn seconds(elapsed: Duration) -> String {
+pub(crate) fn seconds(elapsed: Duration) -> String {
     format!("{:.1}s", elapsed.as_secs_f64())
 }
 
 /// `83 records/s`, `0.5 records/s`
-pub fn rate_text(rate: f64) -> String {
+pub(crate) fn rate_text(rate: f64) -> String {
     if rate < 10.0 {
         format!("{rate:.1} records/s")
     } else {
@@ -352,7 +356,7 @@ pub fn rate_text(rate: f64) -> String {
 }
 
 /// Records per second over `elapsed`.
-pub fn per_second(count: u64, elapsed: Duration) -> f64 {
+pub(crate) fn per_second(count: u64, elapsed: Duration) -> f64 {
     count as f64 / elapsed.as_secs_f64().max(1e-3)
 }
 

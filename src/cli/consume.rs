@@ -24,7 +24,7 @@ use crate::source::records::{META_PARTITION_KEY, META_SEQUENCE, META_SHARD, META
 use crate::source::settings::{parse_rfc3339_millis, ConsumerChoice, ReadMode, SourceSettings};
 use crate::spec::*;
 
-pub const HELP: &str = "\
+pub(crate) const HELP: &str = "\
 Read every shard of a Kinesis stream with the connector's source engine and print one JSON line
 per record on stdout:
 
@@ -76,7 +76,7 @@ const OPTIONS: &[OptSpec] = &[
     flag("progress"),
 ];
 
-pub const DEFAULT_CONSUMER_NAME: &str = "conduit-connector-kinesis-cli";
+pub(crate) const DEFAULT_CONSUMER_NAME: &str = "conduit-connector-kinesis-cli";
 const DEFAULT_DISCOVERY_INTERVAL: &str = "5s";
 
 #[derive(Debug)]

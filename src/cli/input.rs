@@ -442,7 +442,7 @@ fn json_error_text(error: &serde_json::Error) -> String {
 }
 
 /// Valid JSON text without the whitespace between tokens (strings untouched).
-pub fn minify_json(text: &str) -> String {
+pub(crate) fn minify_json(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     let mut in_string = false;
     let mut escaped = false;

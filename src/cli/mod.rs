@@ -2,11 +2,14 @@
 //! `specs`, `version`, and the hand-testing commands `produce` (write CSV / JSON-lines rows
 //! with the destination's writer) and `consume` (print records read by the source's engine).
 
-pub mod args;
-pub mod common;
-pub mod consume;
-pub mod input;
-pub mod produce;
+mod args;
+mod common;
+mod consume;
+pub(crate) mod input;
+mod produce;
+
+pub use consume::run as run_consume;
+pub use produce::run as run_produce;
 
 pub const HELP: &str = "\
 conduit-connector-kinesis: Amazon Kinesis Data Streams connector for Conduit

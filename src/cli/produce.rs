@@ -35,7 +35,7 @@ use crate::plugin::{Record, WriteOutcome};
 use crate::proto::opencdc::v1::{data, Change, Data, Operation};
 use crate::spec::*;
 
-pub const HELP: &str = "\
+pub(crate) const HELP: &str = "\
 Write CSV or JSON-lines rows to a Kinesis stream with the connector's destination writer.
 
 Usage: conduit-connector-kinesis produce [OPTIONS] STREAM FILE

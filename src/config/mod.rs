@@ -6,7 +6,7 @@
 //! empty values take the default, unknown keys are rejected, types are checked only for
 //! non-empty values, and greater-than / less-than are strict.
 
-pub mod gosyntax;
+pub(crate) mod gosyntax;
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
@@ -217,38 +217,34 @@ impl ConfigError {
 /// A validated configuration: every declared parameter has a value (possibly empty), no
 /// unknown key is present, and every non-empty value has its declared type.
 #[derive(Clone)]
-pub struct Values {
+pub(crate) struct Values {
     values: BTreeMap<&'static str, String>,
     params: &'static [Param],
 }
 
 impl Values {
     /// The trimmed value, or `None` when empty.
-    pub fn str(&self, name: &str) -> Option<&str> {
+    pub(crate) fn str(&self, name: &str) -> Option<&str> {
         self.values
             .get(name)
             .map(String::as_str)
             .filter(|v| !v.is_empty())
     }
 
-    pub fn bool(&self, name: &str) -> Option<bool> {
+    pub(crate) fn bool(&self, name: &str) -> Option<bool> {
         self.str(name).and_then(gosyntax::parse_bool)
     }
 
-    pub fn int(&self, name: &str) -> Option<i64> {
+    pub(crate) fn int(&self, name: &str) -> Option<i64> {
         self.str(name).and_then(gosyntax::parse_int)
     }
 
-    pub fn float(&self, name: &str) -> Option<f64> {
+    pub(crate) fn float(&self, name: &str) -> Option<f64> {
         self.str(name).and_then(gosyntax::parse_float)
     }
 
-    pub fn duration(&self, name: &str) -> Option<GoDuration> {
+    pub(crate) fn duration(&self, name: &str) -> Option<GoDuration> {
         self.str(name).and_then(gosyntax::parse_duration)
-    }
-
-    pub fn params(&self) -> &'static [Param] {
-        self.params
     }
 }
 
@@ -272,7 +268,7 @@ impl fmt::Debug for Values {
 }
 
 /// Validates a raw configuration against the declared parameters, collecting every problem.
-pub fn validate(
+pub(crate) fn validate(
     params: &'static [Param],
     raw: &HashMap<String, String>,
 ) -> Result<Values, ConfigError> {

@@ -26,13 +26,13 @@ use apache_avro::Schema;
 /// are refused; it bounds the recursion of apache-avro and of the conversion after it. A level
 /// costs about 20 KiB of stack in a debug build (far less in release): 64 levels fit a 2 MiB
 /// thread stack (tokio's and the test harness's default) with room to spare.
-pub const MAX_DEPTH: usize = 64;
+pub(crate) const MAX_DEPTH: usize = 64;
 
 /// Items that take no bytes (`null`, empty records, zero-size fixed) allowed in one datum.
-pub const MAX_EMPTY_ITEMS: u64 = 4096;
+pub(crate) const MAX_EMPTY_ITEMS: u64 = 4096;
 
 /// Checks that decoding `datum` with `schema` stays within the bounds in the module docs.
-pub fn check_datum(
+pub(crate) fn check_datum(
     datum: &[u8],
     schema: &Schema,
     names: &HashMap<Name, Schema>,

@@ -4,11 +4,11 @@ use std::collections::HashSet;
 use std::hash::{BuildHasherDefault, Hash, Hasher};
 
 /// Kinesis limits for one PutRecords call.
-pub const MAX_ENTRIES: usize = 500;
-pub const MAX_REQUEST_BYTES: usize = 5 * 1024 * 1024;
+pub(crate) const MAX_ENTRIES: usize = 500;
+pub(crate) const MAX_REQUEST_BYTES: usize = 5 * 1024 * 1024;
 
 /// What the batcher needs to know about an entry.
-pub trait BatchEntry {
+pub(crate) trait BatchEntry {
     fn stream(&self) -> &str;
     fn partition_key(&self) -> &str;
     /// Bytes counted against the request limit: data plus partition key.
@@ -21,7 +21,7 @@ pub trait BatchEntry {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct BatchLimits {
+pub(crate) struct BatchLimits {
     pub max_entries: usize,
     pub max_bytes: usize,
     /// At most one entry per partition key in a call, so a failed entry is never overtaken by
@@ -41,7 +41,7 @@ impl Default for BatchLimits {
 
 /// What happened to an offered entry.
 #[derive(Debug, PartialEq)]
-pub enum Offer<E> {
+pub(crate) enum Offer<E> {
     Added,
     /// Belongs to a later call: another stream, or a key already in this call (strict
     /// ordering) or already deferred (so its order is kept). Later entries may still join.
@@ -52,7 +52,7 @@ pub enum Offer<E> {
 
 /// One PutRecords call in the making.
 #[derive(Debug)]
-pub struct Batch<E> {
+pub(crate) struct Batch<E> {
     limits: BatchLimits,
     entries: Vec<E>,
     bytes: usize,
@@ -89,7 +89,7 @@ impl Hasher for KeyHashHasher {
 
 /// Identifies a (stream, partition key) pair for ordering and lane choice. Computed once
 /// per entry when it is prepared.
-pub fn key_hash(stream: &str, partition_key: &str) -> u64 {
+pub(crate) fn key_hash(stream: &str, partition_key: &str) -> u64 {
     let mut hasher = std::collections::hash_map::DefaultHasher::new();
     stream.hash(&mut hasher);
     partition_key.hash(&mut hasher);
@@ -97,7 +97,7 @@ pub fn key_hash(stream: &str, partition_key: &str) -> u64 {
 }
 
 impl<E: BatchEntry> Batch<E> {
-    pub fn new(limits: BatchLimits) -> Self {
+    pub(crate) fn new(limits: BatchLimits) -> Self {
         Batch {
             limits,
             entries: Vec::new(),
@@ -108,7 +108,7 @@ impl<E: BatchEntry> Batch<E> {
         }
     }
 
-    pub fn offer(&mut self, entry: E) -> Offer<E> {
+    pub(crate) fn offer(&mut self, entry: E) -> Offer<E> {
         // One stream per call, so the (stream, key) hash also tells keys of the call apart.
         let key = entry.key_hash();
         if self.blocked.contains(&key) {
@@ -136,34 +136,23 @@ impl<E: BatchEntry> Batch<E> {
         Offer::Added
     }
 
-    pub fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         self.entries.is_empty()
     }
 
-    pub fn is_full(&self) -> bool {
+    pub(crate) fn is_full(&self) -> bool {
         self.entries.len() >= self.limits.max_entries || self.bytes >= self.limits.max_bytes
     }
 
-    pub fn len(&self) -> usize {
-        self.entries.len()
-    }
-
-    pub fn bytes(&self) -> usize {
-        self.bytes
-    }
-
-    pub fn stream(&self) -> Option<&str> {
-        self.stream.as_deref()
-    }
-
-    pub fn into_entries(self) -> Vec<E> {
+    pub(crate) fn into_entries(self) -> Vec<E> {
         self.entries
     }
 }
 
 /// Splits a sequence of entries into calls, in order, as a lane would if all of them were
-/// waiting at once. Used by tests and benchmarks to reason about batching.
-pub fn plan<E: BatchEntry>(entries: Vec<E>, limits: BatchLimits) -> Vec<Vec<E>> {
+/// waiting at once. Tests reason about batching with it.
+#[cfg(test)]
+pub(crate) fn plan<E: BatchEntry>(entries: Vec<E>, limits: BatchLimits) -> Vec<Vec<E>> {
     let mut calls = Vec::new();
     let mut waiting: std::collections::VecDeque<E> = entries.into();
     while !waiting.is_empty() {

@@ -17,7 +17,7 @@ const EXACT_IN_DOUBLE: u64 = 1 << 53;
 
 /// The protobuf value kind for an integer: a number when a double holds it exactly, else the
 /// tagged string.
-pub fn integer_kind(value: i64) -> prost_types::value::Kind {
+pub(crate) fn integer_kind(value: i64) -> prost_types::value::Kind {
     use prost_types::value::Kind;
     if value.unsigned_abs() <= EXACT_IN_DOUBLE {
         Kind::NumberValue(value as f64)
@@ -27,7 +27,7 @@ pub fn integer_kind(value: i64) -> prost_types::value::Kind {
 }
 
 /// The decimal digits of `text` when it is a tagged exact integer.
-pub fn exact_integer(text: &str) -> Option<&str> {
+pub(crate) fn exact_integer(text: &str) -> Option<&str> {
     let digits = text.strip_prefix(TAG)?;
     let unsigned = digits.strip_prefix('-').unwrap_or(digits);
     (!unsigned.is_empty() && unsigned.len() <= 19 && unsigned.bytes().all(|b| b.is_ascii_digit()))

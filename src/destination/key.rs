@@ -9,7 +9,7 @@ use crate::proto::opencdc::v1::{data, Operation, Record};
 /// Kinesis partition keys are 1 to 256 Unicode characters. The service counts UTF-16 code
 /// units (as Java and JavaScript strings do), so trimming by code units is the safe reading:
 /// it never exceeds the limit and never splits a character.
-pub const MAX_PARTITION_KEY_UNITS: usize = 256;
+pub(crate) const MAX_PARTITION_KEY_UNITS: usize = 256;
 
 /// How a record's partition key is chosen, in order of precedence.
 #[derive(Debug, Clone)]
@@ -50,7 +50,7 @@ impl KeyStrategy {
 }
 
 /// The longest prefix of `key` that fits Kinesis' partition key limit.
-pub fn trim_partition_key(key: &str) -> &str {
+pub(crate) fn trim_partition_key(key: &str) -> &str {
     let mut units = 0;
     for (index, c) in key.char_indices() {
         units += c.len_utf16();
@@ -62,13 +62,13 @@ pub fn trim_partition_key(key: &str) -> &str {
 }
 
 /// A random partition key: spreads records without a key evenly over shards.
-pub fn random_partition_key() -> String {
+pub(crate) fn random_partition_key() -> String {
     format!("{:032x}", rand::random::<u128>())
 }
 
 /// The record key: raw bytes as UTF-8 text, structured keys as their values joined with `|`
 /// (in field-name order).
-pub fn record_key(record: &Record) -> String {
+pub(crate) fn record_key(record: &Record) -> String {
     match record.key.as_ref().and_then(|k| k.data.as_ref()) {
         None => String::new(),
         Some(data::Data::RawData(bytes)) => String::from_utf8_lossy(bytes).into_owned(),
@@ -83,7 +83,7 @@ pub fn record_key(record: &Record) -> String {
 
 /// Values of the named fields joined with `|`, looked up in the structured payload (after, or
 /// before for deletes), then in the structured key. A missing field contributes an empty part.
-pub fn fields_key(record: &Record, fields: &[String]) -> String {
+pub(crate) fn fields_key(record: &Record, fields: &[String]) -> String {
     let payload = record.payload.as_ref().and_then(|p| {
         let after = structured(p.after.as_ref());
         if after.is_none() || record.operation == Operation::Delete as i32 {
@@ -153,7 +153,7 @@ pub fn explicit_hash_key(
 }
 
 /// `0|([1-9]\d{0,38})` and at most 2^128-1.
-pub fn is_valid_hash_key(value: &str) -> bool {
+pub(crate) fn is_valid_hash_key(value: &str) -> bool {
     let digits_ok = value == "0"
         || (value.len() <= 39
             && !value.starts_with('0')

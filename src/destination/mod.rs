@@ -1,19 +1,19 @@
 //! The Kinesis destination: writes records with PutRecords within Kinesis limits, retrying
 //! only failed entries, keyed and routed as configured. See [`writer`] for the pipeline.
 
-pub mod avro_bounds;
-pub mod batch;
-pub mod exact;
-pub mod format;
-pub mod key;
-pub mod put;
-pub mod rate;
-pub mod retry;
-pub mod rfc3339;
-pub mod schema;
-pub mod settings;
-pub mod template;
-pub mod writer;
+pub(crate) mod avro_bounds;
+pub(crate) mod batch;
+pub(crate) mod exact;
+pub(crate) mod format;
+pub(crate) mod key;
+pub(crate) mod put;
+pub(crate) mod rate;
+pub(crate) mod retry;
+pub(crate) mod rfc3339;
+pub(crate) mod schema;
+pub(crate) mod settings;
+pub(crate) mod template;
+pub(crate) mod writer;
 
 use std::sync::Arc;
 
@@ -26,7 +26,7 @@ use schema::SchemaDecoder;
 use settings::{DestinationSettings, StreamTarget};
 use writer::{Decode, Encode, StreamInfo, Writer, WriterConfig};
 
-pub struct KinesisDestination {
+pub(crate) struct KinesisDestination {
     utilities_target: Option<String>,
     token: Option<String>,
     configured: Option<(DestinationSettings, RecordFormat)>,
@@ -34,7 +34,7 @@ pub struct KinesisDestination {
 }
 
 impl KinesisDestination {
-    pub fn new(env: &PluginEnv) -> Self {
+    pub(crate) fn new(env: &PluginEnv) -> Self {
         KinesisDestination {
             utilities_target: env.utilities_target.clone(),
             token: env.token().map(str::to_string),

@@ -21,14 +21,14 @@ use crate::aws::StreamRef;
 const CALL_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// What the body encoder needs of an entry.
-pub trait PutEntry {
+pub(crate) trait PutEntry {
     fn data(&self) -> &[u8];
     fn partition_key(&self) -> &str;
     fn explicit_hash_key(&self) -> Option<&str>;
 }
 
 /// Writes the PutRecords request body for `entries` into `body`.
-pub fn encode_body<E: PutEntry>(
+pub(crate) fn encode_body<E: PutEntry>(
     protocol: Protocol,
     stream: &StreamRef,
     entries: &[E],
@@ -129,7 +129,7 @@ impl EntryFailure {
 }
 
 /// One result per entry, in request order: `None` when the entry was written.
-pub type EntryResults = Vec<Option<EntryFailure>>;
+pub(crate) type EntryResults = Vec<Option<EntryFailure>>;
 
 #[derive(Deserialize)]
 struct OutputShape<'a> {
@@ -229,7 +229,7 @@ fn parse_cbor_response(body: &[u8]) -> Result<EntryResults, String> {
 
 /// A PutRecords call that failed as a whole.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CallError {
+pub(crate) struct CallError {
     pub failure: CallFailure,
     pub code: Option<String>,
     pub message: String,
@@ -238,12 +238,12 @@ pub struct CallError {
 impl CallError {
     /// What the failure means for the call's entries: all worth another attempt, the stream
     /// does not exist, or all rejected.
-    pub fn verdict(&self) -> CallVerdict {
+    pub(crate) fn verdict(&self) -> CallVerdict {
         call_verdict(self.failure, self.code.as_deref())
     }
 
     /// `code: message`, or the message when the failure has no code.
-    pub fn reason(&self) -> String {
+    pub(crate) fn reason(&self) -> String {
         match &self.code {
             Some(code) => format!("{code}: {}", self.message),
             None => self.message.clone(),
@@ -293,7 +293,7 @@ fn call_error(error: ServiceError) -> CallError {
 
 /// Sends PutRecords calls: the seam between the writer and the service. [`PutRecordsClient`]
 /// sends them to Kinesis; the writer's tests answer them in memory.
-pub trait PutRecordsSender: Send + Sync + 'static {
+pub(crate) trait PutRecordsSender: Send + Sync + 'static {
     /// One PutRecords call for `entries` (at most 500, within 5 MiB) to `stream`: one result
     /// per entry in request order (`None` when written, else why not; see
     /// [`EntryFailure::verdict`]), or why the call failed as a whole (see
@@ -306,7 +306,7 @@ pub trait PutRecordsSender: Send + Sync + 'static {
 }
 
 /// Sends PutRecords calls to Kinesis. Cheap to share between lanes.
-pub struct PutRecordsClient {
+pub(crate) struct PutRecordsClient {
     client: SignedClient,
     protocol: Protocol,
 }
@@ -314,7 +314,7 @@ pub struct PutRecordsClient {
 impl PutRecordsClient {
     /// A client for the region, credentials and endpoint settings of `sdk_config`;
     /// `endpoint_override` as resolved for Kinesis (`aws.url`, or the SDK's configured one).
-    pub fn new(
+    pub(crate) fn new(
         sdk_config: &aws_types::SdkConfig,
         endpoint_override: Option<String>,
         protocol: Protocol,

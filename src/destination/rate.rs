@@ -6,7 +6,7 @@ use tokio::sync::Mutex;
 use tokio::time::Instant;
 
 #[derive(Debug)]
-pub struct RateLimiter {
+pub(crate) struct RateLimiter {
     per_second: f64,
     burst: f64,
     state: Mutex<(f64, Instant)>,
@@ -14,7 +14,7 @@ pub struct RateLimiter {
 
 impl RateLimiter {
     /// `None` when unlimited. A burst of 0 means the rate rounded up, as in the Go SDK.
-    pub fn new(per_second: f64, burst: i64) -> Option<Self> {
+    pub(crate) fn new(per_second: f64, burst: i64) -> Option<Self> {
         if per_second <= 0.0 {
             return None;
         }
@@ -31,12 +31,12 @@ impl RateLimiter {
     }
 
     /// The most records one call may carry.
-    pub fn burst(&self) -> usize {
+    pub(crate) fn burst(&self) -> usize {
         self.burst as usize
     }
 
     /// Waits until `n` records (at most the burst) may be written.
-    pub async fn acquire(&self, n: usize) {
+    pub(crate) async fn acquire(&self, n: usize) {
         let wanted = (n as f64).min(self.burst);
         let mut state = self.state.lock().await;
         loop {

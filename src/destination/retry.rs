@@ -5,7 +5,7 @@ use std::time::Duration;
 /// Exponential backoff with jitter over the upper half of each wait, up to a number of
 /// attempts.
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub struct RetryPolicy {
+pub(crate) struct RetryPolicy {
     pub max_attempts: u32,
     pub initial_backoff: Duration,
     pub max_backoff: Duration,
@@ -23,7 +23,7 @@ impl Default for RetryPolicy {
 
 impl RetryPolicy {
     /// The ceiling of the wait after `failed_attempts` attempts (1 = after the first).
-    pub fn backoff_ceiling(&self, failed_attempts: u32) -> Duration {
+    pub(crate) fn backoff_ceiling(&self, failed_attempts: u32) -> Duration {
         let exponent = failed_attempts.saturating_sub(1).min(30);
         self.initial_backoff
             .saturating_mul(1u32 << exponent)
@@ -32,13 +32,13 @@ impl RetryPolicy {
 
     /// A random wait in `[ceiling/2, ceiling]`: jitter spreads retries of many writers while
     /// keeping the wait long enough to let a throttled shard recover.
-    pub fn backoff(&self, failed_attempts: u32) -> Duration {
+    pub(crate) fn backoff(&self, failed_attempts: u32) -> Duration {
         let ceiling = self.backoff_ceiling(failed_attempts);
         let half = ceiling / 2;
         half + ceiling.saturating_sub(half).mul_f64(rand::random::<f64>())
     }
 
-    pub fn may_retry(&self, attempts_made: u32) -> bool {
+    pub(crate) fn may_retry(&self, attempts_made: u32) -> bool {
         attempts_made < self.max_attempts
     }
 }
@@ -60,7 +60,7 @@ const RETRYABLE_ENTRY_CODES: &[&str] = &[
     "KMSThrottlingException",
 ];
 
-pub fn entry_verdict(error_code: Option<&str>, error_message: Option<&str>) -> EntryVerdict {
+pub(crate) fn entry_verdict(error_code: Option<&str>, error_message: Option<&str>) -> EntryVerdict {
     match error_code.filter(|c| !c.is_empty()) {
         None => EntryVerdict::Written,
         Some(code) => {
@@ -77,7 +77,7 @@ pub fn entry_verdict(error_code: Option<&str>, error_message: Option<&str>) -> E
 
 /// How a failed PutRecords call failed, as far as retrying is concerned.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum CallFailure {
+pub(crate) enum CallFailure {
     /// The request never got an answer: connection refused or lost, timeout.
     Transport,
     /// The service answered with an error status.
@@ -87,7 +87,7 @@ pub enum CallFailure {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum CallVerdict {
+pub(crate) enum CallVerdict {
     /// Kinesis answered with an error worth another attempt: the attempt counts against
     /// `retry.maxAttempts`.
     RetryAll,
@@ -116,7 +116,7 @@ const RETRYABLE_CALL_CODES: &[&str] = &[
     "ExpiredTokenException",
 ];
 
-pub fn call_verdict(failure: CallFailure, code: Option<&str>) -> CallVerdict {
+pub(crate) fn call_verdict(failure: CallFailure, code: Option<&str>) -> CallVerdict {
     if code == Some("ResourceNotFoundException") {
         return CallVerdict::StreamMissing;
     }

@@ -3,7 +3,7 @@
 
 /// The fraction of a second that is written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Fraction {
+pub(crate) enum Fraction {
     /// Always six digits, truncated to microseconds: `2026-11-22T10:00:00.000000Z`.
     Micros,
     /// Go's `time.RFC3339Nano`: nanoseconds without trailing zeros, and no fraction at all
@@ -18,7 +18,7 @@ const LAST_SECOND: i64 = 253_402_300_799;
 /// Appends `unix_nanos` as `YYYY-MM-DDTHH:MM:SS[.fraction]Z` (UTC, proleptic Gregorian).
 /// Returns false, and appends nothing, outside years 0–9999 (which have no four-digit year;
 /// Go's JSON encoder refuses them). Every `i64` of nanoseconds (1677–2262) is within.
-pub fn write_utc(out: &mut Vec<u8>, unix_nanos: i128, fraction: Fraction) -> bool {
+pub(crate) fn write_utc(out: &mut Vec<u8>, unix_nanos: i128, fraction: Fraction) -> bool {
     let seconds = unix_nanos.div_euclid(1_000_000_000);
     let nanos = unix_nanos.rem_euclid(1_000_000_000) as u32;
     let Some(seconds) = i64::try_from(seconds)
@@ -62,7 +62,7 @@ pub fn write_utc(out: &mut Vec<u8>, unix_nanos: i128, fraction: Fraction) -> boo
 }
 
 /// [`write_utc`] as a string; `None` outside years 0–9999.
-pub fn utc_string(unix_nanos: i128, fraction: Fraction) -> Option<String> {
+pub(crate) fn utc_string(unix_nanos: i128, fraction: Fraction) -> Option<String> {
     let mut out = Vec::with_capacity(30);
     write_utc(&mut out, unix_nanos, fraction)
         .then(|| String::from_utf8(out).expect("RFC 3339 text is ASCII"))

@@ -13,7 +13,7 @@ use crate::spec::*;
 
 /// Where each record goes.
 #[derive(Debug, Clone)]
-pub enum StreamTarget {
+pub(crate) enum StreamTarget {
     /// One stream for every record.
     Fixed(StreamRef),
     /// A template rendered per record; the result is a stream name, or an ARN when it starts
@@ -24,13 +24,13 @@ pub enum StreamTarget {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum CreateMode {
+pub(crate) enum CreateMode {
     OnDemand,
     Provisioned { shards: i32 },
 }
 
 #[derive(Debug, Clone)]
-pub struct DestinationSettings {
+pub(crate) struct DestinationSettings {
     pub aws: AwsSettings,
     pub target: StreamTarget,
     pub partition_key: KeyStrategy,
@@ -134,7 +134,7 @@ fn duration(values: &Values, name: &str) -> Result<Duration, ConfigError> {
 }
 
 impl DestinationSettings {
-    pub fn from_values(values: &Values) -> Result<Self, ConfigError> {
+    pub(crate) fn from_values(values: &Values) -> Result<Self, ConfigError> {
         let mut errors = Vec::new();
         let target = stream_target(values).map_err(|e| errors.push(e)).ok();
         let arn_region = match &target {
@@ -252,7 +252,7 @@ impl DestinationSettings {
 }
 
 /// Resolves a rendered stream reference (name or ARN) into a [`StreamRef`].
-pub fn stream_ref_from_rendered(rendered: &str) -> Result<StreamRef, String> {
+pub(crate) fn stream_ref_from_rendered(rendered: &str) -> Result<StreamRef, String> {
     let rendered = rendered.trim();
     if rendered.starts_with("arn:") {
         let parsed = parse_stream_arn(rendered).ok_or_else(|| {

@@ -11,7 +11,7 @@
 //! Handlebars calling the `go` and `index` helpers, which print values as Go does; every
 //! template can call them.
 
-pub mod go;
+pub(crate) mod go;
 
 use std::sync::LazyLock;
 
@@ -181,7 +181,7 @@ impl RecordTemplate {
 
 /// Blocks (`{{#if}}`, `{{#each}}`, ...) nested deeper than this are refused: Handlebars
 /// renders them by recursion (a few hundred levels overflow a 2 MiB stack in a debug build).
-pub const MAX_BLOCK_DEPTH: usize = 64;
+pub(crate) const MAX_BLOCK_DEPTH: usize = 64;
 
 /// Refuses what Handlebars would render by unbounded recursion, which overflows the stack and
 /// aborts the process: partials (no partials are registered here and a partition key has no use
@@ -246,7 +246,7 @@ pub fn suggest_handlebars(go: &str) -> String {
 /// The record as template data: `Position`, `Operation`, `Metadata`, `Key`,
 /// `Payload.Before`, `Payload.After`. Raw data renders as (lossy UTF-8) text, structured data
 /// as an object whose fields can be addressed.
-pub fn record_context(record: &Record) -> Value {
+pub(crate) fn record_context(record: &Record) -> Value {
     let mut payload = Map::new();
     let (before, after) = record
         .payload
@@ -276,7 +276,7 @@ pub fn record_context(record: &Record) -> Value {
 }
 
 /// OpenCDC operation names as Conduit writes them.
-pub fn operation_name(operation: i32) -> &'static str {
+pub(crate) fn operation_name(operation: i32) -> &'static str {
     match Operation::try_from(operation) {
         Ok(Operation::Create) => "create",
         Ok(Operation::Update) => "update",
@@ -287,7 +287,7 @@ pub fn operation_name(operation: i32) -> &'static str {
 }
 
 /// Data as template value: raw bytes as text, structured data as an object.
-pub fn data_value(data: Option<&Data>) -> Value {
+pub(crate) fn data_value(data: Option<&Data>) -> Value {
     match data.and_then(|d| d.data.as_ref()) {
         None => Value::Null,
         Some(data::Data::RawData(bytes)) => {
@@ -308,7 +308,7 @@ pub fn struct_to_json(structure: &prost_types::Struct) -> Value {
     )
 }
 
-pub fn proto_value_to_json(value: &prost_types::Value) -> Value {
+pub(crate) fn proto_value_to_json(value: &prost_types::Value) -> Value {
     use prost_types::value::Kind;
     match &value.kind {
         None | Some(Kind::NullValue(_)) => Value::Null,

@@ -23,14 +23,14 @@ use crate::aws::StreamRef;
 /// service gave one.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{message}")]
-pub struct ApiError {
+pub(crate) struct ApiError {
     pub code: Option<String>,
     pub message: String,
 }
 
 /// One GetRecords answer.
 #[derive(Debug, Default, PartialEq)]
-pub struct RecordsPage {
+pub(crate) struct RecordsPage {
     pub records: Vec<FetchedRecord>,
     /// `None` when the shard is closed and was read to its end.
     pub next_iterator: Option<String>,
@@ -40,11 +40,11 @@ pub struct RecordsPage {
 /// The events of one subscription until it ends: the stream ends when the service ended the
 /// subscription (after its five minutes, or after the last event of a closed shard); an
 /// error ends it too.
-pub type EventStream = BoxStream<'static, Result<SubscriptionEvent, SubscribeError>>;
+pub(crate) type EventStream = BoxStream<'static, Result<SubscriptionEvent, SubscribeError>>;
 
 /// Reading the shards of one stream.
 #[async_trait]
-pub trait ShardApi: Send + Sync + 'static {
+pub(crate) trait ShardApi: Send + Sync + 'static {
     /// Every shard of the stream (every ListShards page).
     async fn list_shards(&self) -> Result<Vec<ShardInfo>, ApiError>;
 
@@ -72,7 +72,7 @@ pub trait ShardApi: Send + Sync + 'static {
 
 /// Shards of a Kinesis stream, read through AWS.
 #[derive(Debug)]
-pub struct AwsShards {
+pub(crate) struct AwsShards {
     client: Client,
     stream: StreamRef,
     /// Built for enhanced fan-out only.
@@ -80,7 +80,7 @@ pub struct AwsShards {
 }
 
 impl AwsShards {
-    pub fn new(client: Client, stream: StreamRef, subscriber: Option<Subscriber>) -> Self {
+    pub(crate) fn new(client: Client, stream: StreamRef, subscriber: Option<Subscriber>) -> Self {
         AwsShards {
             client,
             stream,

@@ -7,7 +7,7 @@ use aws_sdk_kinesis::types::ConsumerStatus;
 use aws_sdk_kinesis::Client;
 
 #[derive(Debug, thiserror::Error)]
-pub enum ConsumerError {
+pub(crate) enum ConsumerError {
     #[error(
         "could not register consumer {name:?} on stream {stream_arn}: {detail}. Kinesis allows 20 \
          consumers per stream; deregister unused ones or set consumerName / consumerARN to an existing one"
@@ -28,7 +28,7 @@ pub enum ConsumerError {
 const ACTIVE_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// The ARN of an ACTIVE consumer of this name, registering it if it does not exist.
-pub async fn ensure(
+pub(crate) async fn ensure(
     client: &Client,
     stream_arn: &str,
     name: &str,
@@ -103,7 +103,7 @@ async fn describe(
 }
 
 /// Deregisters the consumer; a consumer that does not exist is not an error.
-pub async fn deregister(
+pub(crate) async fn deregister(
     client: &Client,
     stream_arn: &str,
     name: &str,

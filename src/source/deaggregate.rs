@@ -102,7 +102,7 @@ pub fn deaggregate(partition_key: &str, data: &[u8]) -> Vec<UserRecord> {
 
 /// The user records of a valid aggregate, `None` if `data` is not one (checked by its magic
 /// number first, so plain records cost nothing).
-pub fn decode_aggregate(data: &[u8]) -> Option<Vec<UserRecord>> {
+pub(crate) fn decode_aggregate(data: &[u8]) -> Option<Vec<UserRecord>> {
     if !is_aggregated(data) || data.len() <= MAGIC.len() + DIGEST_LEN {
         return None;
     }

@@ -18,7 +18,7 @@ use super::records::to_opencdc;
 use super::settings::InitialPosition;
 use crate::plugin::Record;
 
-pub struct EngineConfig {
+pub(crate) struct EngineConfig {
     /// Where the shards are read.
     pub api: Arc<dyn ShardApi>,
     /// The stream's name, for positions and records.
@@ -33,7 +33,7 @@ pub struct EngineConfig {
     pub discovery_interval: Duration,
 }
 
-pub struct Engine {
+pub(crate) struct Engine {
     stream_name: String,
     unwrap_opencdc: bool,
     batch_size: usize,
@@ -50,7 +50,7 @@ impl Drop for Engine {
 }
 
 impl Engine {
-    pub fn start(config: EngineConfig, position: Position) -> Engine {
+    pub(crate) fn start(config: EngineConfig, position: Position) -> Engine {
         let (events_tx, events_rx) = mpsc::channel(config.buffer_size.max(1));
         let encoder = PositionEncoder::new(&config.stream_name, &position);
         let context = Arc::new(ReaderContext {
@@ -81,7 +81,7 @@ impl Engine {
     /// Waits for at least one record and returns up to the batch size. Cancel-safe in the
     /// sense the runtime needs: records taken but not returned are simply not delivered (and
     /// are read again after a restart, since no position covering them was sent).
-    pub async fn read(&self) -> Result<Vec<Record>, String> {
+    pub(crate) async fn read(&self) -> Result<Vec<Record>, String> {
         let mut events = self.events.lock().await;
         let mut records = Vec::new();
         let deadline = tokio::time::Instant::now() + self.batch_delay;

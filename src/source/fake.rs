@@ -27,7 +27,7 @@ const EVENT_PACE: Duration = Duration::from_millis(50);
 
 /// A call that tests look at.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Call {
+pub(crate) enum Call {
     ShardIterator {
         shard: String,
         start: StartingPoint,
@@ -66,7 +66,7 @@ struct State {
 
 /// The stream; clones share it.
 #[derive(Debug, Clone)]
-pub struct FakeStream {
+pub(crate) struct FakeStream {
     state: Arc<Mutex<State>>,
 }
 
@@ -139,7 +139,7 @@ impl FakeStream {
     }
 
     /// Adds an open shard.
-    pub fn add_shard(&self, id: &str, parents: &[&str]) {
+    pub(crate) fn add_shard(&self, id: &str, parents: &[&str]) {
         let mut state = self.lock();
         let base_sequence = state.sequence();
         state.shards.push(FakeShard {
@@ -154,7 +154,7 @@ impl FakeStream {
 
     /// Puts a record with `data` (also its partition key) on an open shard; returns its
     /// sequence number.
-    pub fn put(&self, shard: &str, data: &str) -> String {
+    pub(crate) fn put(&self, shard: &str, data: &str) -> String {
         let mut state = self.lock();
         let sequence = state.sequence();
         let arrival = 1_700_000_000_000 + state.next_sequence as i64;
@@ -172,7 +172,7 @@ impl FakeStream {
 
     /// Closes `parents` and opens `child`, their child (a split makes two children of one
     /// parent: call it twice; a merge makes one child of two parents).
-    pub fn reshard(&self, parents: &[&str], child: &str) {
+    pub(crate) fn reshard(&self, parents: &[&str], child: &str) {
         for parent in parents {
             let mut state = self.lock();
             let parent = state.shard_mut(parent);
@@ -183,16 +183,16 @@ impl FakeStream {
     }
 
     /// Subscriptions end this long after they were made (Kinesis: five minutes).
-    pub fn set_subscription_lifetime(&self, lifetime: Duration) {
+    pub(crate) fn set_subscription_lifetime(&self, lifetime: Duration) {
         self.lock().subscription_lifetime = lifetime;
     }
 
     /// Shard iterators expire this long after they were handed out (Kinesis: five minutes).
-    pub fn set_iterator_lifetime(&self, lifetime: Duration) {
+    pub(crate) fn set_iterator_lifetime(&self, lifetime: Duration) {
         self.lock().iterator_lifetime = Some(lifetime);
     }
 
-    pub fn calls(&self) -> Vec<Call> {
+    pub(crate) fn calls(&self) -> Vec<Call> {
         self.lock().calls.clone()
     }
 

@@ -12,13 +12,19 @@ use std::time::Duration;
 use crate::outage::{seconds, SharedStreak};
 
 #[derive(Debug, Default)]
-pub struct ReadHealth {
+pub(crate) struct ReadHealth {
     streak: SharedStreak,
 }
 
 impl ReadHealth {
     /// `what` failed on `shard` with `error`; the reader tries again in `retry_in`.
-    pub fn failed(&self, shard: &str, what: &'static str, error: &dyn Display, retry_in: Duration) {
+    pub(crate) fn failed(
+        &self,
+        shard: &str,
+        what: &'static str,
+        error: &dyn Display,
+        retry_in: Duration,
+    ) {
         let retry_in_ms = retry_in.as_millis() as u64;
         match self.streak.failed() {
             Some(report) => tracing::warn!(
@@ -35,7 +41,7 @@ impl ReadHealth {
     }
 
     /// A call succeeded: ends the streak, if there was one.
-    pub fn succeeded(&self) {
+    pub(crate) fn succeeded(&self) {
         if let Some(recovery) = self.streak.succeeded() {
             tracing::info!(
                 failed_attempts = recovery.failed_attempts,

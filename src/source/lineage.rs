@@ -41,7 +41,7 @@ use super::position::{Position, ShardProgress};
 
 /// One shard of a `ListShards` listing.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ShardInfo {
+pub(crate) struct ShardInfo {
     pub id: String,
     pub parent: Option<String>,
     pub adjacent_parent: Option<String>,
@@ -60,7 +60,7 @@ impl ShardInfo {
 
 /// Where a shard that has no progress yet starts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum StartAt {
+pub(crate) enum StartAt {
     /// At its oldest record: a shard opened by a reshard after the pipeline started, whose
     /// parents are all finished (or expired).
     TrimHorizon,
@@ -72,7 +72,7 @@ pub enum StartAt {
 /// Shards that may be read now: not finished, and every parent is finished or unknown (a
 /// parent missing from `shards` has expired past retention and counts as finished). Sorted by
 /// id, without duplicates. Includes shards that are already being read.
-pub fn readable(shards: &[ShardInfo], finished: &BTreeSet<String>) -> Vec<String> {
+pub(crate) fn readable(shards: &[ShardInfo], finished: &BTreeSet<String>) -> Vec<String> {
     let listed: BTreeSet<&str> = shards.iter().map(|s| s.id.as_str()).collect();
     let parent_done = |parent: &str| finished.contains(parent) || !listed.contains(parent);
     let mut out: Vec<String> = shards
@@ -93,7 +93,7 @@ pub fn readable(shards: &[ShardInfo], finished: &BTreeSet<String>) -> Vec<String
 /// start; they start at [`StartAt::Initial`] (now or once their parents are finished). `None`
 /// when the pipeline resumed from a position. Every other shard starts at
 /// [`StartAt::TrimHorizon`]. See the module docs for why. Sorted by id.
-pub fn to_start(
+pub(crate) fn to_start(
     shards: &[ShardInfo],
     finished: &BTreeSet<String>,
     in_progress: &BTreeSet<String>,
@@ -115,7 +115,7 @@ pub fn to_start(
 
 /// The finished shards and the shards with progress ([`ShardProgress::After`]) of a position,
 /// as [`readable`] and [`to_start`] take them.
-pub fn split_progress(position: &Position) -> (BTreeSet<String>, BTreeSet<String>) {
+pub(crate) fn split_progress(position: &Position) -> (BTreeSet<String>, BTreeSet<String>) {
     let mut finished = BTreeSet::new();
     let mut in_progress = BTreeSet::new();
     for (id, progress) in &position.shards {
@@ -131,7 +131,7 @@ pub fn split_progress(position: &Position) -> (BTreeSet<String>, BTreeSet<String
 /// retention, and the position can forget them (a child treats an unlisted parent as
 /// finished anyway). Only meaningful with a complete listing (every `ListShards` page, no
 /// shard filter). Sorted by id.
-pub fn expired(shards: &[ShardInfo], position: &Position) -> Vec<String> {
+pub(crate) fn expired(shards: &[ShardInfo], position: &Position) -> Vec<String> {
     let listed: BTreeSet<&str> = shards.iter().map(|s| s.id.as_str()).collect();
     position
         .shards

@@ -1,22 +1,22 @@
 //! The Kinesis source: enhanced fan-out (or polling) reading with a position that covers
 //! every shard, following resharding. See [`engine`] for how the pieces fit.
 
-pub mod api;
-pub mod consumer;
-pub mod deaggregate;
-pub mod engine;
-pub mod eventstream;
+pub(crate) mod api;
+pub(crate) mod consumer;
+pub(crate) mod deaggregate;
+pub(crate) mod engine;
+pub(crate) mod eventstream;
 #[cfg(test)]
-pub mod fake;
-pub mod health;
-pub mod lineage;
-pub mod plan;
-pub mod position;
-pub mod reader;
-pub mod records;
-pub mod sequence;
-pub mod settings;
-pub mod subscribe;
+pub(crate) mod fake;
+pub(crate) mod health;
+pub(crate) mod lineage;
+pub(crate) mod plan;
+pub(crate) mod position;
+pub(crate) mod reader;
+pub(crate) mod records;
+pub(crate) mod sequence;
+pub(crate) mod settings;
+pub(crate) mod subscribe;
 
 use std::sync::Arc;
 
@@ -31,14 +31,14 @@ use reader::Mode;
 use settings::{derived_consumer_name, ConsumerChoice, ReadMode, SourceSettings};
 use subscribe::Subscriber;
 
-pub struct KinesisSource {
+pub(crate) struct KinesisSource {
     connector_id: Option<String>,
     settings: Option<SourceSettings>,
     engine: Option<Engine>,
 }
 
 impl KinesisSource {
-    pub fn new(env: &PluginEnv) -> Self {
+    pub(crate) fn new(env: &PluginEnv) -> Self {
         KinesisSource {
             connector_id: env.connector_id.clone(),
             settings: None,
@@ -61,7 +61,7 @@ impl KinesisSource {
 /// connector and the `consume` command start it: the reading mode (for fan-out, with the
 /// consumer found or registered, named by `consumerName`, else `default_consumer_name`) and
 /// the settings' knobs.
-pub async fn engine_config(
+pub(crate) async fn engine_config(
     settings: &SourceSettings,
     connection: &KinesisConnection,
     stream_arn: &str,
@@ -129,7 +129,7 @@ async fn reading_mode(
 
 /// Source failures the user sees.
 #[derive(Debug, thiserror::Error)]
-pub enum SourceError {
+pub(crate) enum SourceError {
     #[error(transparent)]
     Lifecycle(#[from] LifecycleError),
     #[error("the saved position cannot be used: {0}")]

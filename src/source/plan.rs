@@ -12,7 +12,7 @@ use super::settings::InitialPosition;
 
 /// One thing to do after a listing, in the order given.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Action {
+pub(crate) enum Action {
     /// Count the shard as read to its end without reading it, and say so in the position
     /// (with LATEST, the shards already closed at the first start).
     Skip(String),
@@ -24,7 +24,7 @@ pub enum Action {
 
 /// The engine's view of the shards between listings.
 #[derive(Debug)]
-pub struct Planner {
+pub(crate) struct Planner {
     initial: InitialPosition,
     /// When the pipeline started, for LATEST shards of the first listing that start later.
     opened_at_ms: i64,
@@ -42,7 +42,7 @@ pub struct Planner {
 impl Planner {
     /// A planner resuming `position` (empty on a first start); `opened_at_ms` is now, in
     /// milliseconds since the epoch.
-    pub fn new(position: Position, initial: InitialPosition, opened_at_ms: i64) -> Self {
+    pub(crate) fn new(position: Position, initial: InitialPosition, opened_at_ms: i64) -> Self {
         let (finished, _) = lineage::split_progress(&position);
         Planner {
             initial,
@@ -57,7 +57,7 @@ impl Planner {
 
     /// What to do after the listing `shards` (complete: every page). Every [`Action::Start`]
     /// counts as a running reader from now on.
-    pub fn plan(&mut self, shards: &[ShardInfo]) -> Vec<Action> {
+    pub(crate) fn plan(&mut self, shards: &[ShardInfo]) -> Vec<Action> {
         let mut actions = Vec::new();
         let first_pass = self.fresh_start && self.first_listing.is_none();
         if first_pass {
@@ -108,7 +108,7 @@ impl Planner {
     }
 
     /// A reader read `shard` to its end: its children may start at the next plan.
-    pub fn finished(&mut self, shard: &str) {
+    pub(crate) fn finished(&mut self, shard: &str) {
         self.reading.remove(shard);
         self.mark_finished(shard);
     }

@@ -80,7 +80,7 @@ use super::sequence;
 /// Magic nibble (high 4 bits of the first byte).
 const MAGIC: u8 = 0xA0;
 /// The format version this connector writes and reads.
-pub const VERSION: u8 = 1;
+pub(crate) const VERSION: u8 = 1;
 
 const TAG_AFTER: u64 = 0;
 const TAG_AFTER_SUB: u64 = 1;
@@ -422,7 +422,8 @@ impl Position {
 /// copy of the cached entries. [`PositionEncoder::encode`] always equals
 /// [`Position::encode`] of [`PositionEncoder::snapshot`].
 #[derive(Debug, Clone)]
-pub struct PositionEncoder {
+pub(crate) struct PositionEncoder {
+    #[cfg(test)]
     stream: String,
     /// Version byte + stream name.
     prefix: Vec<u8>,
@@ -442,7 +443,7 @@ struct Slot {
 impl PositionEncoder {
     /// Starts from `initial`'s shard progress; the position is written for `stream` (the
     /// caller checked `initial` with [`Position::decode_for_stream`], or `initial` is empty).
-    pub fn new(stream: &str, initial: &Position) -> Self {
+    pub(crate) fn new(stream: &str, initial: &Position) -> Self {
         let mut slots = BTreeMap::new();
         let mut body = Vec::with_capacity(initial.shards.len() * 28);
         for (id, progress) in &initial.shards {
@@ -458,6 +459,7 @@ impl PositionEncoder {
             );
         }
         PositionEncoder {
+            #[cfg(test)]
             stream: stream.to_owned(),
             prefix: encode_prefix(stream),
             slots,
@@ -467,7 +469,7 @@ impl PositionEncoder {
     }
 
     /// Sets one shard's progress (adds the shard if it is new).
-    pub fn update(&mut self, shard: &str, progress: ShardProgress) {
+    pub(crate) fn update(&mut self, shard: &str, progress: ShardProgress) {
         debug_assert!(
             match &progress {
                 ShardProgress::After { sequence, .. } => sequence::is_valid(sequence),
@@ -514,7 +516,7 @@ impl PositionEncoder {
     }
 
     /// Forgets a shard (e.g. one that expired past the stream's retention).
-    pub fn remove(&mut self, shard: &str) {
+    pub(crate) fn remove(&mut self, shard: &str) {
         if let Some(slot) = self.slots.remove(shard) {
             self.body.drain(slot.start..slot.start + slot.len);
             self.shift_after(shard, slot.start, slot.start + slot.len);
@@ -532,12 +534,13 @@ impl PositionEncoder {
     }
 
     /// The position of the current state; equal to `self.snapshot().encode()`.
-    pub fn encode(&self) -> Vec<u8> {
+    pub(crate) fn encode(&self) -> Vec<u8> {
         assemble(&self.prefix, self.slots.len(), &self.body)
     }
 
     /// The current state.
-    pub fn snapshot(&self) -> Position {
+    #[cfg(test)]
+    pub(crate) fn snapshot(&self) -> Position {
         Position {
             stream: self.stream.clone(),
             shards: self
@@ -549,7 +552,8 @@ impl PositionEncoder {
     }
 
     /// One shard's current progress.
-    pub fn get(&self, shard: &str) -> Option<&ShardProgress> {
+    #[cfg(test)]
+    pub(crate) fn get(&self, shard: &str) -> Option<&ShardProgress> {
         self.slots.get(shard).map(|slot| &slot.progress)
     }
 }

@@ -18,7 +18,7 @@ use super::subscribe::StartingPoint;
 
 /// What readers tell the source, in the order it happened on each shard.
 #[derive(Debug)]
-pub enum ShardEvent {
+pub(crate) enum ShardEvent {
     Record {
         shard: Arc<str>,
         record: ReadRecord,
@@ -40,17 +40,17 @@ pub enum ShardEvent {
 
 /// Where a reader starts.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum StartFrom {
+pub(crate) enum StartFrom {
     Resume(ShardProgress),
     Initial(InitialPosition),
     TrimHorizon,
 }
 
 /// Which shards are closed, kept current by the shard discovery.
-pub type ClosedShards = Arc<RwLock<HashMap<String, bool>>>;
+pub(crate) type ClosedShards = Arc<RwLock<HashMap<String, bool>>>;
 
 /// What every reader of a source shares.
-pub struct ReaderContext {
+pub(crate) struct ReaderContext {
     pub api: Arc<dyn ShardApi>,
     pub deaggregate: bool,
     pub events: mpsc::Sender<ShardEvent>,
@@ -78,7 +78,7 @@ impl ReaderContext {
 
 /// The mode-specific part.
 #[derive(Debug, Clone)]
-pub enum Mode {
+pub(crate) enum Mode {
     FanOut {
         consumer_arn: String,
         renew_after: Duration,
@@ -92,7 +92,7 @@ pub enum Mode {
 
 /// Why a reader stopped reading its shard.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ReaderEnd {
+pub(crate) enum ReaderEnd {
     /// The shard is closed and was read to its end; `children` when the service named them
     /// (the last event of a subscription does, polling and end probes do not).
     ShardClosed { children: Vec<String> },
@@ -105,7 +105,7 @@ pub enum ReaderEnd {
 
 impl ReaderEnd {
     /// Whether the shard is done for good, so its children may be read.
-    pub fn finished(&self) -> bool {
+    pub(crate) fn finished(&self) -> bool {
         !matches!(self, ReaderEnd::Stopped)
     }
 }
@@ -231,7 +231,7 @@ impl ShardCursor {
 
 /// Reads a shard until it is finished or the engine goes away ([`ReaderEnd`]), or until the
 /// reader is dropped.
-pub async fn run(
+pub(crate) async fn run(
     context: Arc<ReaderContext>,
     mode: Mode,
     shard: String,

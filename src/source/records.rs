@@ -31,7 +31,7 @@ impl From<aws_sdk_kinesis::types::Record> for FetchedRecord {
 
 /// One user record as read from a shard (after de-aggregation).
 #[derive(Debug, Clone, PartialEq)]
-pub struct ReadRecord {
+pub(crate) struct ReadRecord {
     pub sequence: String,
     /// Index within a KPL aggregate; `None` for a plain record.
     pub sub_sequence: Option<u64>,
@@ -45,13 +45,13 @@ pub struct ReadRecord {
     pub encryption_type: Option<String>,
 }
 
-pub const META_STREAM: &str = "kinesis.streamName";
-pub const META_SHARD: &str = "kinesis.shardId";
-pub const META_SEQUENCE: &str = "kinesis.sequenceNumber";
-pub const META_SUB_SEQUENCE: &str = "kinesis.subSequenceNumber";
-pub const META_PARTITION_KEY: &str = "kinesis.partitionKey";
-pub const META_EXPLICIT_HASH_KEY: &str = "kinesis.explicitHashKey";
-pub const META_ENCRYPTION: &str = "kinesis.encryptionType";
+pub(crate) const META_STREAM: &str = "kinesis.streamName";
+pub(crate) const META_SHARD: &str = "kinesis.shardId";
+pub(crate) const META_SEQUENCE: &str = "kinesis.sequenceNumber";
+pub(crate) const META_SUB_SEQUENCE: &str = "kinesis.subSequenceNumber";
+pub(crate) const META_PARTITION_KEY: &str = "kinesis.partitionKey";
+pub(crate) const META_EXPLICIT_HASH_KEY: &str = "kinesis.explicitHashKey";
+pub(crate) const META_ENCRYPTION: &str = "kinesis.encryptionType";
 
 fn raw(bytes: Vec<u8>) -> Option<Data> {
     Some(Data {
@@ -60,7 +60,7 @@ fn raw(bytes: Vec<u8>) -> Option<Data> {
 }
 
 /// The OpenCDC record for a Kinesis user record.
-pub fn to_opencdc(
+pub(crate) fn to_opencdc(
     stream: &str,
     shard: &str,
     read: ReadRecord,
@@ -108,7 +108,7 @@ pub fn to_opencdc(
 
 /// Reads an OpenCDC JSON record (as Conduit serializes records: raw data in base64, structured
 /// data as objects). `None` when the data is not such a record.
-pub fn parse_opencdc_json(bytes: &[u8]) -> Option<Record> {
+pub(crate) fn parse_opencdc_json(bytes: &[u8]) -> Option<Record> {
     if bytes.first() != Some(&b'{') {
         return None;
     }

@@ -12,10 +12,10 @@
 use std::cmp::Ordering;
 
 /// Longest valid sequence number, in digits (`[1-9]\d{0,128}`).
-pub const MAX_DIGITS: usize = 129;
+pub(crate) const MAX_DIGITS: usize = 129;
 
 /// Longest [`pack`]ed form of a valid sequence number: `10^129 - 1 < 2^429`, so 54 bytes.
-pub const MAX_PACKED_LEN: usize = 54;
+pub(crate) const MAX_PACKED_LEN: usize = 54;
 
 /// Decimal digits handled per limb step: `10^9 < 2^32`.
 const CHUNK_DIGITS: usize = 9;
@@ -23,7 +23,7 @@ const CHUNK_BASE: u64 = 1_000_000_000;
 
 /// Whether `s` is a sequence number as Kinesis writes them: `0`, or 1 to 129 digits without a
 /// leading zero.
-pub fn is_valid(s: &str) -> bool {
+pub(crate) fn is_valid(s: &str) -> bool {
     match s.as_bytes() {
         [] => false,
         [b'0'] => true,
@@ -37,7 +37,7 @@ pub fn is_valid(s: &str) -> bool {
 ///
 /// Meaningful for digit strings only (check with [`is_valid`]); for anything else it is
 /// still a total order, but not a numeric one.
-pub fn compare(a: &str, b: &str) -> Ordering {
+pub(crate) fn compare(a: &str, b: &str) -> Ordering {
     let a = a.trim_start_matches('0');
     let b = b.trim_start_matches('0');
     a.len().cmp(&b.len()).then_with(|| a.cmp(b))
@@ -49,7 +49,7 @@ pub fn compare(a: &str, b: &str) -> Ordering {
 /// `s` must be a string of ASCII digits (leading zeros are allowed and ignored); validate
 /// untrusted input with [`is_valid`] first. `unpack(&pack(s)) == s` for every digit string
 /// without leading zeros.
-pub fn pack(s: &str) -> Vec<u8> {
+pub(crate) fn pack(s: &str) -> Vec<u8> {
     let digits = s.trim_start_matches('0').as_bytes();
     debug_assert!(
         digits.iter().all(u8::is_ascii_digit),
@@ -98,7 +98,7 @@ fn mul_add(limbs: &mut Vec<u32>, mul: u64, add: u64) {
 
 /// The decimal text of the big-endian unsigned integer in `bytes` (leading zero bytes are
 /// ignored; the empty slice is `"0"`). Inverse of [`pack`].
-pub fn unpack(bytes: &[u8]) -> String {
+pub(crate) fn unpack(bytes: &[u8]) -> String {
     let zeros = bytes.iter().take_while(|&&b| b == 0).count();
     let bytes = &bytes[zeros..];
     if bytes.is_empty() {

@@ -8,7 +8,7 @@ use crate::spec::*;
 
 /// Where the first start reads from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum InitialPosition {
+pub(crate) enum InitialPosition {
     TrimHorizon,
     Latest,
     /// Milliseconds since the epoch.
@@ -16,7 +16,7 @@ pub enum InitialPosition {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ReadMode {
+pub(crate) enum ReadMode {
     /// Enhanced fan-out through this consumer.
     FanOut(ConsumerChoice),
     Polling {
@@ -26,14 +26,14 @@ pub enum ReadMode {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ConsumerChoice {
+pub(crate) enum ConsumerChoice {
     /// Use (or register) a consumer of this name; `None` derives it from the connector ID.
     Named(Option<String>),
     Arn(String),
 }
 
 #[derive(Debug, Clone)]
-pub struct SourceSettings {
+pub(crate) struct SourceSettings {
     pub connection: Connection,
     pub initial: InitialPosition,
     pub mode: ReadMode,
@@ -63,14 +63,14 @@ fn duration(values: &Values, name: &str, errors: &mut Vec<ConfigError>) -> Durat
 }
 
 /// Parses an RFC 3339 timestamp into epoch milliseconds.
-pub fn parse_rfc3339_millis(text: &str) -> Option<i64> {
+pub(crate) fn parse_rfc3339_millis(text: &str) -> Option<i64> {
     let parsed =
         time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339).ok()?;
     Some((parsed.unix_timestamp_nanos() / 1_000_000) as i64)
 }
 
 impl SourceSettings {
-    pub fn from_values(values: &Values) -> Result<Self, ConfigError> {
+    pub(crate) fn from_values(values: &Values) -> Result<Self, ConfigError> {
         let mut errors = Vec::new();
         let connection = Connection::from_values(values)
             .map_err(|e| errors.push(e))
@@ -196,7 +196,7 @@ impl SourceSettings {
 
 /// A consumer name derived from the Conduit connector ID: stable across restarts of the same
 /// connector, distinct between connectors.
-pub fn derived_consumer_name(connector_id: Option<&str>) -> String {
+pub(crate) fn derived_consumer_name(connector_id: Option<&str>) -> String {
     let id = connector_id.unwrap_or("default");
     let cleaned: String = id
         .chars()

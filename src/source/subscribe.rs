@@ -56,7 +56,7 @@ pub struct SubscriptionEvent {
 }
 
 /// Writes the SubscribeToShard input (AWS JSON 1.1).
-pub fn request_body(consumer_arn: &str, shard: &str, start: &StartingPoint) -> Vec<u8> {
+pub(crate) fn request_body(consumer_arn: &str, shard: &str, start: &StartingPoint) -> Vec<u8> {
     let position = match start {
         StartingPoint::TrimHorizon => serde_json::json!({"Type": "TRIM_HORIZON"}),
         StartingPoint::Latest => serde_json::json!({"Type": "LATEST"}),

@@ -4,9 +4,9 @@
 
 use std::borrow::Cow;
 
-use conduit_connector_kinesis::aws::cbor::{self, Value, Writer};
-use conduit_connector_kinesis::aws::signed::{parse_service_error, Protocol};
-use conduit_connector_kinesis::destination::put::{parse_response, EntryFailure};
+use conduit_connector_kinesis::testing::cbor::{self, Value, Writer};
+use conduit_connector_kinesis::testing::{parse_response, EntryFailure};
+use conduit_connector_kinesis::testing::{parse_service_error, Protocol};
 use proptest::prelude::*;
 
 use super::common::*;

@@ -3,7 +3,7 @@
 //! so the property is: never a panic, never an allocation a length field asked for, and no
 //! byte lost.
 
-use conduit_connector_kinesis::source::deaggregate::{deaggregate, UserRecord, MAGIC};
+use conduit_connector_kinesis::testing::{deaggregate, UserRecord, MAGIC};
 use md5::{Digest, Md5};
 use proptest::prelude::*;
 

@@ -1,8 +1,8 @@
 //! AWS event-stream frames of SubscribeToShard (`source::eventstream`) and the JSON event
 //! they carry (`source::subscribe::parse_event`).
 
-use conduit_connector_kinesis::source::eventstream::{encode_message, Message, MessageBuffer};
-use conduit_connector_kinesis::source::subscribe::parse_event;
+use conduit_connector_kinesis::testing::parse_event;
+use conduit_connector_kinesis::testing::{encode_message, Message, MessageBuffer};
 use proptest::prelude::*;
 use proptest::sample::Index;
 

@@ -1,6 +1,6 @@
 //! `produce`'s CSV and JSON-lines input (`cli::input::read_rows`).
 
-use conduit_connector_kinesis::cli::input::{read_rows, InputKind, Item};
+use conduit_connector_kinesis::testing::{read_rows, InputKind, Item};
 use proptest::prelude::*;
 
 use super::common::*;

@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use conduit_connector_kinesis::source::position::{Position, ShardProgress};
+use conduit_connector_kinesis::testing::{Position, ShardProgress};
 use proptest::prelude::*;
 
 use super::common::*;

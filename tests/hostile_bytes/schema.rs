@@ -7,8 +7,6 @@ use std::sync::{Arc, Mutex, OnceLock};
 
 use apache_avro::types::Value as AvroValue;
 use apache_avro::Schema as AvroSchema;
-use conduit_connector_kinesis::destination::schema::SchemaDecoder;
-use conduit_connector_kinesis::destination::template::struct_to_json;
 use conduit_connector_kinesis::proto::connutils::v1::schema_service_server::{
     SchemaService, SchemaServiceServer,
 };
@@ -17,6 +15,8 @@ use conduit_connector_kinesis::proto::connutils::v1::{
 };
 use conduit_connector_kinesis::proto::opencdc::v1::{data, Change, Data, Operation, Record};
 use conduit_connector_kinesis::proto::schema::v1::Schema;
+use conduit_connector_kinesis::testing::struct_to_json;
+use conduit_connector_kinesis::testing::SchemaDecoder;
 use proptest::prelude::*;
 use tokio::runtime::Runtime;
 

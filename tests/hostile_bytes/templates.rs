@@ -1,16 +1,14 @@
 //! Handlebars templates from settings (`destination::template`, `destination::key`), the
 //! Go-template hint (`template::suggest_handlebars`) and Go value syntax (`config::gosyntax`).
 
-use conduit_connector_kinesis::config::gosyntax::{
-    format_duration, parse_bool, parse_duration, parse_float, parse_int,
-};
-use conduit_connector_kinesis::destination::key::{explicit_hash_key, KeyStrategy};
-use conduit_connector_kinesis::destination::template::{
-    suggest_handlebars, RecordTemplate, TemplateError,
-};
 use conduit_connector_kinesis::proto::opencdc::v1::{
     data, Change, Data, Metadata, Operation, Record,
 };
+use conduit_connector_kinesis::testing::{explicit_hash_key, KeyStrategy};
+use conduit_connector_kinesis::testing::{
+    format_duration, parse_bool, parse_duration, parse_float, parse_int,
+};
+use conduit_connector_kinesis::testing::{suggest_handlebars, RecordTemplate, TemplateError};
 use proptest::prelude::*;
 
 use super::common::*;

@@ -74,7 +74,7 @@ use crate::proto::opencdc::v1::{data, Data, Record};
 use crate::spec::{SDK_RECORD_FORMAT, SDK_RECORD_FORMAT_OPTIONS};
 
 /// The accepted values of `sdk.record.format`.
-pub const FORMAT_NAMES: &[&str] = &[
+pub(crate) const FORMAT_NAMES: &[&str] = &[
     "opencdc/json",
     "debezium/json",
     "template",
@@ -85,11 +85,11 @@ pub const FORMAT_NAMES: &[&str] = &[
 const DEBEZIUM_SCHEMA_NAME: &str = "debezium.schema.name";
 const DEBEZIUM_RAW_DATA_KEY: &str = "debezium.rawData.key";
 /// The Go SDK's `debeziumDefaultRawDataKey`.
-pub const DEBEZIUM_DEFAULT_RAW_DATA_KEY: &str = "opencdc.rawData";
+pub(crate) const DEBEZIUM_DEFAULT_RAW_DATA_KEY: &str = "opencdc.rawData";
 const ROW_OP_TYPE_FIELD: &str = "op.type.field";
 const ROW_OP_TIMESTAMP_FIELD: &str = "op.timestamp.field";
-pub const ROW_DEFAULT_OP_TYPE_FIELD: &str = "op_type";
-pub const ROW_DEFAULT_OP_TIMESTAMP_FIELD: &str = "op_timestamp";
+pub(crate) const ROW_DEFAULT_OP_TYPE_FIELD: &str = "op_type";
+pub(crate) const ROW_DEFAULT_OP_TIMESTAMP_FIELD: &str = "op_timestamp";
 
 const METADATA_CREATED_AT: &str = "opencdc.createdAt";
 const METADATA_READ_AT: &str = "opencdc.readAt";

@@ -430,7 +430,7 @@ fn redact(message: &str, token: Option<&str>) -> String {
 ///
 /// The unspecified IPv6 address maps to `127.0.0.1` too: Go reports `[::]` for its dual-stack
 /// wildcard listener, which also accepts IPv4 connections.
-pub fn grpc_uri(target: &str) -> Result<String, String> {
+pub(crate) fn grpc_uri(target: &str) -> Result<String, String> {
     let target = target.trim();
     if target.starts_with("http://") || target.starts_with("https://") {
         return Ok(target.to_string());

@@ -75,15 +75,15 @@ mod client;
 use std::fmt;
 
 use crate::proto::opencdc::v1::Record;
-pub use client::{grpc_uri, SchemaDecoder};
+pub use client::SchemaDecoder;
 
-pub const METADATA_KEY_SCHEMA_SUBJECT: &str = "opencdc.key.schema.subject";
-pub const METADATA_KEY_SCHEMA_VERSION: &str = "opencdc.key.schema.version";
-pub const METADATA_PAYLOAD_SCHEMA_SUBJECT: &str = "opencdc.payload.schema.subject";
-pub const METADATA_PAYLOAD_SCHEMA_VERSION: &str = "opencdc.payload.schema.version";
+pub(crate) const METADATA_KEY_SCHEMA_SUBJECT: &str = "opencdc.key.schema.subject";
+pub(crate) const METADATA_KEY_SCHEMA_VERSION: &str = "opencdc.key.schema.version";
+pub(crate) const METADATA_PAYLOAD_SCHEMA_SUBJECT: &str = "opencdc.payload.schema.subject";
+pub(crate) const METADATA_PAYLOAD_SCHEMA_VERSION: &str = "opencdc.payload.schema.version";
 /// gRPC metadata entry that carries `CONDUIT_CONNECTOR_TOKEN`
 /// (`conduit-connector-protocol@v0.9.5: pconnutils/internal/metadata.go`).
-pub const TOKEN_METADATA_KEY: &str = "conduit-connector-token";
+pub(crate) const TOKEN_METADATA_KEY: &str = "conduit-connector-token";
 
 /// Which part of a record a schema describes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

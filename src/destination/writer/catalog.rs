@@ -16,13 +16,13 @@ use crate::destination::settings::CreateMode;
 
 /// What the writer knows about a stream.
 #[derive(Debug, Clone)]
-pub struct StreamInfo {
+pub(crate) struct StreamInfo {
     pub max_record_size: usize,
 }
 
 impl StreamInfo {
     /// The configured record size limit, else the stream's `MaxRecordSizeInKiB`, else 1 MiB.
-    pub fn new(configured_max: Option<usize>, reported_max_kib: Option<i32>) -> StreamInfo {
+    pub(crate) fn new(configured_max: Option<usize>, reported_max_kib: Option<i32>) -> StreamInfo {
         let reported = reported_max_kib
             .filter(|&k| k > 0)
             .map(|k| k as usize * 1024);

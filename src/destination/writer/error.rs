@@ -2,7 +2,7 @@
 //! position.
 
 /// How a position is named in messages: as text when it is text.
-pub fn describe_position(position: &[u8]) -> String {
+pub(crate) fn describe_position(position: &[u8]) -> String {
     match std::str::from_utf8(position) {
         Ok(text) if !text.chars().any(char::is_control) => format!("{text:?}"),
         _ => {
@@ -17,7 +17,7 @@ pub fn describe_position(position: &[u8]) -> String {
 
 /// A record that was not written, and why. Its text is the nack reason.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum RecordError {
+pub(crate) enum RecordError {
     /// Not sent at all: it could not be decoded, routed, keyed or encoded, or its stream could
     /// not be described (or created).
     #[error("record at position {}: {reason}", describe_position(.position))]

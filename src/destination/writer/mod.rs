@@ -36,25 +36,27 @@ use crate::aws::signed::Protocol;
 use crate::aws::{KinesisConnection, StreamRef};
 use crate::plugin::{Record, WriteOutcome};
 use catalog::StreamCatalog;
-pub use catalog::StreamInfo;
-pub use error::{describe_position, RecordError};
+pub(crate) use catalog::StreamInfo;
+pub(crate) use error::RecordError;
 use health::CallHealth;
 use lane::Lane;
 use outcome::{Group, GroupOutcomes, OutcomeSlot};
 use prepare::prepare_loop;
-pub use prepare::{prepare_record, PreparedRecord};
+pub(crate) use prepare::prepare_record;
+#[cfg(test)]
+pub(crate) use prepare::PreparedRecord;
 
 /// Kinesis' default record size limit (data plus partition key).
-pub const DEFAULT_MAX_RECORD_SIZE: usize = 1024 * 1024;
+pub(crate) const DEFAULT_MAX_RECORD_SIZE: usize = 1024 * 1024;
 
 /// Turns a record into the bytes written to Kinesis.
-pub trait Encode: Send + Sync + 'static {
+pub(crate) trait Encode: Send + Sync + 'static {
     fn encode(&self, record: &Record) -> Result<Vec<u8>, String>;
 }
 
 /// Rewrites a record before it is written (schema decoding).
 #[async_trait]
-pub trait Decode: Send + Sync + 'static {
+pub(crate) trait Decode: Send + Sync + 'static {
     /// False when `decode` would leave the record as it is (and could not fail), so the
     /// writer need not await it.
     fn applies_to(&self, _record: &Record) -> bool {
@@ -65,7 +67,7 @@ pub trait Decode: Send + Sync + 'static {
 }
 
 /// Everything the writer needs besides the client.
-pub struct WriterConfig {
+pub(crate) struct WriterConfig {
     pub target: StreamTarget,
     pub partition_key: KeyStrategy,
     pub explicit_hash_key: Option<RecordTemplate>,
@@ -86,7 +88,7 @@ impl WriterConfig {
     /// The writer configuration `settings` call for, encoding with `encoder` and (when
     /// schema decoding is on) decoding with `decoder`. The one place the destination and the
     /// CLI's `produce` build it.
-    pub fn from_settings(
+    pub(crate) fn from_settings(
         settings: &DestinationSettings,
         encoder: Arc<dyn Encode>,
         decoder: Option<Arc<dyn Decode>>,
@@ -157,7 +159,7 @@ impl Entry {
 }
 
 /// The running writer. Dropping it stops the tasks.
-pub struct Writer {
+pub(crate) struct Writer {
     groups: mpsc::UnboundedSender<Group>,
     backlog: Arc<Backlog>,
     tasks: Vec<JoinHandle<()>>,
@@ -174,7 +176,7 @@ impl Drop for Writer {
 impl Writer {
     /// A writer on `connection`: PutRecords sent by hand, stream descriptions and creation
     /// through its SDK client.
-    pub fn connect(
+    pub(crate) fn connect(
         connection: KinesisConnection,
         config: WriterConfig,
         known: Vec<(StreamRef, StreamInfo)>,
@@ -188,7 +190,7 @@ impl Writer {
     }
 
     /// `client` describes and creates streams; `put` sends the PutRecords calls.
-    pub fn start(
+    pub(crate) fn start(
         client: Client,
         put: impl PutRecordsSender,
         config: WriterConfig,
@@ -238,7 +240,7 @@ impl Writer {
 
     /// Hands records over (in call order) and returns the receiver of their outcomes, one
     /// per record in the same order, sent once all are known.
-    pub fn submit(&self, records: Vec<Record>) -> oneshot::Receiver<Vec<WriteOutcome>> {
+    pub(crate) fn submit(&self, records: Vec<Record>) -> oneshot::Receiver<Vec<WriteOutcome>> {
         let (outcomes, receiver) = GroupOutcomes::open(records.len());
         self.backlog.add(records.len());
         if let Err(mpsc::error::SendError(group)) = self.groups.send(Group { records, outcomes }) {

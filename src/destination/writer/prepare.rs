@@ -102,7 +102,7 @@ type Prepared = (Arc<StreamRef>, Arc<str>, String, Option<String>, Vec<u8>);
 /// What the writer would send for one record, without sending it (the CLI's `produce
 /// --dry-run`). Schema decoding (`config.decoder`) is not applied.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PreparedRecord {
+pub(crate) struct PreparedRecord {
     pub stream: StreamRef,
     pub partition_key: String,
     pub explicit_hash_key: Option<String>,
@@ -110,7 +110,10 @@ pub struct PreparedRecord {
 }
 
 /// Routes, keys and encodes a record exactly as the writer does before PutRecords.
-pub fn prepare_record(config: &WriterConfig, record: &Record) -> Result<PreparedRecord, String> {
+pub(crate) fn prepare_record(
+    config: &WriterConfig,
+    record: &Record,
+) -> Result<PreparedRecord, String> {
     let (stream, _, partition_key, explicit_hash_key, data) = prepare(config, record, &mut None)?;
     Ok(PreparedRecord {
         stream: Arc::unwrap_or_clone(stream),

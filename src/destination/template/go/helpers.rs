@@ -19,7 +19,7 @@ pub(super) fn failed(helper: &str, message: String) -> RenderError {
 }
 
 /// `{{go Payload.After.id}}`, `{{go (index Metadata "k")}}`: prints as Go's template does.
-pub struct GoHelper;
+pub(crate) struct GoHelper;
 
 impl HelperDef for GoHelper {
     fn call_inner<'reg: 'rc, 'rc>(
@@ -46,7 +46,7 @@ impl HelperDef for GoHelper {
 
 /// `(index Metadata "opencdc.collection")`, `(index Payload.After "tags" 0)`: Go's `index`.
 /// Its result is meant for `go`, which prints it.
-pub struct IndexHelper;
+pub(crate) struct IndexHelper;
 
 impl HelperDef for IndexHelper {
     fn call_inner<'reg: 'rc, 'rc>(

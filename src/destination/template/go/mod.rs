@@ -48,7 +48,7 @@
 
 /// The context key under which the typed view of the record lives. Starts with a NUL, so no
 /// ordinary path names it.
-pub const VIEW_KEY: &str = "\u{0}go";
+pub(crate) const VIEW_KEY: &str = "\u{0}go";
 
 /// Marks raw bytes (hex after the tag) in the typed view, like [`crate::destination::exact`]
 /// marks exact integers: control characters no record text starts with.
@@ -64,10 +64,10 @@ const DATA_METHODS: [&str; 4] = ["Bytes", "Clone", "MarshalJSON", "ToProto"];
 /// Which parts of the record a template reads, so the view carries only those (a raw payload
 /// is not hex-encoded for a key template that reads `.Key`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct Fields(u8);
+pub(crate) struct Fields(u8);
 
 impl Fields {
-    pub const ALL: Fields = Fields(0b1_1111);
+    pub(crate) const ALL: Fields = Fields(0b1_1111);
 
     fn bit(name: &str) -> u8 {
         RECORD_FIELDS
@@ -92,7 +92,8 @@ mod tests;
 mod translate;
 mod view;
 
-pub use helpers::{GoHelper, IndexHelper};
-pub use print::{go_float, print_value};
-pub use translate::{translate, Translation};
-pub use view::view;
+pub(crate) use helpers::{GoHelper, IndexHelper};
+#[cfg(test)]
+use print::go_float;
+pub(crate) use translate::translate;
+pub(crate) use view::view;

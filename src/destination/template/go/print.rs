@@ -168,7 +168,7 @@ pub(super) fn operation(n: i64) -> String {
 }
 
 /// A value of the typed view printed with fmt's `%v`.
-pub fn print_value(value: &Value) -> String {
+pub(crate) fn print_value(value: &Value) -> String {
     let mut out = String::new();
     write_value(&mut out, value);
     out
@@ -226,7 +226,7 @@ pub(super) fn write_value(out: &mut String, value: &Value) {
 /// A `float64` as fmt's `%v` prints it: `strconv.FormatFloat(f, 'g', -1, 64)`, i.e. the
 /// shortest digits that read back as `f`, in exponent form when the exponent is below -4 or
 /// at least 6 (with a sign and at least two digits: `1e+06`, `1e-05`).
-pub fn go_float(f: f64) -> String {
+pub(crate) fn go_float(f: f64) -> String {
     if f.is_nan() {
         return "NaN".into();
     }

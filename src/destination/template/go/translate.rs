@@ -7,13 +7,13 @@ use super::{Fields, DATA_METHODS, RECORD_FIELDS};
 
 /// A Go template translated to Handlebars.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Translation {
+pub(crate) struct Translation {
     pub handlebars: String,
     pub fields: Fields,
 }
 
 /// Translates a Go template of the supported subset; the error says what is outside it.
-pub fn translate(source: &str) -> Result<Translation, String> {
+pub(crate) fn translate(source: &str) -> Result<Translation, String> {
     let mut out = String::with_capacity(source.len() + 16);
     let mut fields = Fields::default();
     let mut rest = source;

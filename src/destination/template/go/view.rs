@@ -8,7 +8,7 @@ use super::{Fields, BYTES_TAG};
 use crate::proto::opencdc::v1::{data, Data, Record};
 
 /// The record as Go sees it, with only `fields` filled in (see the module docs).
-pub fn view(record: &Record, fields: Fields) -> Value {
+pub(crate) fn view(record: &Record, fields: Fields) -> Value {
     let mut root = Map::new();
     if fields.contains("Position") {
         let position = if record.position.is_empty() {
