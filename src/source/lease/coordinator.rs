@@ -1,0 +1,828 @@
+//! The running coordination of one source instance: a keeper task that renews, takes,
+//! checkpoints and releases leases and starts a shard reader for each lease it holds, and
+//! the bookkeeping the engine consults for every record ([`Coordinator::position_for`]) and
+//! acknowledgement ([`Coordinator::ack`]).
+//!
+//! # Fencing
+//!
+//! A record of a shard goes to Conduit only while this worker holds its lease *and* the
+//! last successful renewal is recent enough ([`decide::valid_until`]): another worker takes
+//! an expired lease only a whole lease duration after it saw the counter change, so this
+//! worker has stopped emitting by then even when it cannot reach the table at all. A lease
+//! lost to a failed conditional write stops at once. A lost shard's reader is aborted, and
+//! its records still buffered in the engine are dropped: the shard is "draining" until a
+//! marker sent after the abort ([`ShardEvent::Forget`]) comes out of the engine's channel,
+//! and is not claimed again before that, so no record of an old ownership is emitted under a
+//! new one. Every table write is conditional on owner and counter, so a worker that lost a
+//! lease never writes its checkpoint.
+//!
+//! # Checkpoints
+//!
+//! Only what Conduit acknowledged is checkpointed: the last acked record of each shard, at
+//! most every `checkpointInterval`, `SHARD_END` once a closed shard's last record is acked.
+//! At Teardown (after Stop, when Conduit has acked everything it received) the keeper
+//! writes the final checkpoints and releases its leases, so the next owner starts right
+//! after them without waiting for expiry and without repeats.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+
+use super::super::position::ShardProgress;
+use super::super::reader::{self, Mode, ReaderContext, ReaderEnd, ShardEvent, StartFrom};
+use super::super::records::ReadRecord;
+use super::super::sequence;
+use super::super::settings::InitialPosition;
+use super::decide::{self, Claim, ListedShard, Observations, Round};
+use super::position::LeasePosition;
+use super::table::{Checkpoint, Lease, LeaseError, LeaseTable};
+use crate::outage::FailureStreak;
+
+/// How many free or expired leases a worker takes per round, so that workers starting
+/// together share them instead of the first taking all.
+const MAX_TAKES_PER_ROUND: usize = 2;
+
+/// How coordination runs.
+#[derive(Debug, Clone)]
+pub struct LeaseConfig {
+    pub worker_id: String,
+    pub lease_duration: Duration,
+    pub checkpoint_interval: Duration,
+    pub initial: InitialPosition,
+    pub discovery_interval: Duration,
+}
+
+impl LeaseConfig {
+    /// Renewals and table scans happen three times per lease duration, as in KCL.
+    fn renew_interval(&self) -> Duration {
+        self.lease_duration / 3
+    }
+}
+
+/// What the engine and the keeper know of one held shard.
+#[derive(Debug)]
+struct Track {
+    /// Records of the shard may go to Conduit.
+    emitting: bool,
+    valid_until: Instant,
+    /// Where this ownership started; acks at or before it are of an earlier one.
+    floor: Option<ShardProgress>,
+    last_emitted: Option<ShardProgress>,
+    acked: Option<ShardProgress>,
+    /// The reader read the closed shard to its end.
+    end_seen: bool,
+    /// The checkpoint acknowledged records allow.
+    allowed: Option<Checkpoint>,
+    /// The lease was stolen: acks are still collected for the final checkpoint.
+    handing_off: bool,
+}
+
+impl Track {
+    fn nothing_in_flight(&self) -> bool {
+        self.last_emitted == self.acked
+    }
+}
+
+#[derive(Debug, Default)]
+struct Tracks {
+    shards: HashMap<String, Track>,
+    draining: BTreeSet<String>,
+}
+
+type SharedTracks = Arc<Mutex<Tracks>>;
+
+fn lock(tracks: &SharedTracks) -> std::sync::MutexGuard<'_, Tracks> {
+    tracks.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Orders two progress states of one shard (a whole record after its user records).
+fn order(a: &ShardProgress, b: &ShardProgress) -> std::cmp::Ordering {
+    use std::cmp::Ordering;
+    match (a, b) {
+        (ShardProgress::Finished, ShardProgress::Finished) => Ordering::Equal,
+        (ShardProgress::Finished, _) => Ordering::Greater,
+        (_, ShardProgress::Finished) => Ordering::Less,
+        (
+            ShardProgress::After {
+                sequence: sa,
+                sub_sequence: ka,
+            },
+            ShardProgress::After {
+                sequence: sb,
+                sub_sequence: kb,
+            },
+        ) => sequence::compare(sa, sb).then_with(|| match (ka, kb) {
+            (None, None) => Ordering::Equal,
+            (None, Some(_)) => Ordering::Greater,
+            (Some(_), None) => Ordering::Less,
+            (Some(x), Some(y)) => x.cmp(y),
+        }),
+    }
+}
+
+/// A source instance's share of the stream.
+pub struct Coordinator {
+    tracks: SharedTracks,
+    shutdown: mpsc::Sender<oneshot::Sender<()>>,
+    keeper: JoinHandle<()>,
+    lister: JoinHandle<()>,
+}
+
+impl Drop for Coordinator {
+    fn drop(&mut self) {
+        self.keeper.abort();
+        self.lister.abort();
+    }
+}
+
+impl Coordinator {
+    /// Starts listing shards and keeping leases; readers feed `context.events`.
+    pub fn start(
+        table: Arc<dyn LeaseTable>,
+        config: LeaseConfig,
+        context: Arc<ReaderContext>,
+        mode: Mode,
+    ) -> Coordinator {
+        let tracks = SharedTracks::default();
+        let (listing_tx, listing_rx) = watch::channel(None);
+        let lister = tokio::spawn(list_shards(
+            context.clone(),
+            config.discovery_interval,
+            listing_tx,
+        ));
+        let (shutdown, shutdown_rx) = mpsc::channel(1);
+        tracing::info!(
+            worker = %config.worker_id,
+            lease_duration_ms = config.lease_duration.as_millis() as u64,
+            "sharing the stream's shards through the lease table"
+        );
+        let keeper = Keeper {
+            table,
+            config,
+            context,
+            mode,
+            tracks: tracks.clone(),
+            listing: listing_rx,
+            held: BTreeMap::new(),
+            observations: Observations::default(),
+            snapshot: Vec::new(),
+            table_failures: FailureStreak::default(),
+            handoffs: BTreeMap::new(),
+        };
+        Coordinator {
+            tracks,
+            shutdown,
+            keeper: tokio::spawn(keeper.run(shutdown_rx)),
+            lister,
+        }
+    }
+
+    /// The position of a record about to go to Conduit, or `None` when the shard's lease is
+    /// not (or no longer safely) held: the record is dropped.
+    pub fn position_for(&self, shard: &str, record: &ReadRecord) -> Option<Vec<u8>> {
+        let mut tracks = lock(&self.tracks);
+        let track = tracks.shards.get_mut(shard)?;
+        if !track.emitting || Instant::now() >= track.valid_until {
+            return None;
+        }
+        let sub_sequence = if record.last_of_record {
+            None
+        } else {
+            record.sub_sequence
+        };
+        track.last_emitted = Some(ShardProgress::After {
+            sequence: record.sequence.clone(),
+            sub_sequence,
+        });
+        Some(LeasePosition::encode(shard, &record.sequence, sub_sequence))
+    }
+
+    /// Everything up to `sequence` was seen (an empty fan-out event); checkpointed when no
+    /// record of the shard waits for its ack.
+    pub fn progressed(&self, shard: &str, sequence: &str) {
+        let mut tracks = lock(&self.tracks);
+        let Some(track) = tracks.shards.get_mut(shard) else {
+            return;
+        };
+        if track.emitting && !track.end_seen && track.nothing_in_flight() {
+            let progress = ShardProgress::After {
+                sequence: sequence.to_owned(),
+                sub_sequence: None,
+            };
+            track.last_emitted = Some(progress.clone());
+            track.acked = Some(progress);
+            track.allowed = Some(Checkpoint::Sequence {
+                sequence: sequence.to_owned(),
+                sub_sequence: 0,
+            });
+        }
+    }
+
+    /// The shard was read to its end: `SHARD_END` once its last record is acked.
+    pub fn finished(&self, shard: &str) {
+        let mut tracks = lock(&self.tracks);
+        if let Some(track) = tracks.shards.get_mut(shard) {
+            track.end_seen = true;
+            if track.nothing_in_flight() {
+                track.allowed = Some(Checkpoint::ShardEnd);
+            }
+        }
+    }
+
+    /// The marker sent after a lost shard's reader stopped came through: nothing of that
+    /// ownership is left in the engine's channel.
+    pub fn drained(&self, shard: &str) {
+        let mut tracks = lock(&self.tracks);
+        tracks.draining.remove(shard);
+        if tracks
+            .shards
+            .get(shard)
+            .is_some_and(|t| !t.emitting && !t.handing_off)
+        {
+            tracks.shards.remove(shard);
+        }
+    }
+
+    /// Conduit acknowledged these records (in read order).
+    pub fn ack(&self, positions: &[Vec<u8>]) {
+        let mut tracks = lock(&self.tracks);
+        for bytes in positions {
+            let Ok(position) = LeasePosition::decode(bytes) else {
+                continue;
+            };
+            let Some(track) = tracks.shards.get_mut(&position.shard) else {
+                continue;
+            };
+            let (Some(last), progress) = (&track.last_emitted, &position.progress) else {
+                continue;
+            };
+            let after_floor = track
+                .floor
+                .as_ref()
+                .is_none_or(|floor| order(progress, floor).is_gt());
+            if !after_floor || order(progress, last).is_gt() {
+                continue;
+            }
+            track.acked = Some(progress.clone());
+            if let Some(checkpoint) = Checkpoint::after(progress) {
+                track.allowed = Some(checkpoint);
+            }
+            if track.end_seen && track.nothing_in_flight() {
+                track.allowed = Some(Checkpoint::ShardEnd);
+            }
+        }
+    }
+
+    /// Writes the final checkpoints and releases every lease (Teardown). Waits at most
+    /// `timeout`.
+    pub async fn shutdown(&self, timeout: Duration) {
+        let (done_tx, done_rx) = oneshot::channel();
+        if self.shutdown.send(done_tx).await.is_ok()
+            && tokio::time::timeout(timeout, done_rx).await.is_err()
+        {
+            tracing::warn!(
+                timeout_ms = timeout.as_millis() as u64,
+                "releasing the leases did not finish in time; other instances take them \
+                 over once they expire"
+            );
+        }
+    }
+}
+
+/// Lists the shards every discovery interval for the keeper (and the readers' view of
+/// which shards are closed).
+async fn list_shards(
+    context: Arc<ReaderContext>,
+    interval: Duration,
+    listing: watch::Sender<Option<Arc<Vec<ListedShard>>>>,
+) {
+    loop {
+        match context.api.list_shards_with_ranges().await {
+            Ok(shards) => {
+                if let Ok(mut closed) = context.closed.write() {
+                    closed.clear();
+                    closed.extend(shards.iter().map(|(s, _)| (s.id.clone(), s.closed)));
+                }
+                let shards = shards
+                    .into_iter()
+                    .map(|(info, hash_range)| ListedShard { info, hash_range })
+                    .collect();
+                if listing.send(Some(Arc::new(shards))).is_err() {
+                    return;
+                }
+            }
+            Err(error) => tracing::warn!(
+                %error,
+                retry_in_ms = interval.as_millis() as u64,
+                "listing shards failed; retrying at the next discovery"
+            ),
+        }
+        tokio::time::sleep(interval).await;
+    }
+}
+
+/// A lease this worker holds.
+struct Held {
+    lease: Lease,
+    counter: u64,
+    valid_until: Instant,
+    /// A stolen lease is read only after its old owner has surely stopped.
+    start_after: Instant,
+    written: Checkpoint,
+    reader: Option<JoinHandle<ReaderEnd>>,
+    /// Stolen: reading waits until the previous owner handed over (or `start_after`).
+    awaiting_handoff: bool,
+}
+
+/// A lease another instance stole from this one, whose final checkpoint is still to write.
+struct HandOff {
+    /// Write what is acknowledged by then, even if records are still in flight.
+    deadline: Instant,
+    written: Checkpoint,
+}
+
+struct Keeper {
+    table: Arc<dyn LeaseTable>,
+    config: LeaseConfig,
+    context: Arc<ReaderContext>,
+    mode: Mode,
+    tracks: SharedTracks,
+    listing: watch::Receiver<Option<Arc<Vec<ListedShard>>>>,
+    held: BTreeMap<String, Held>,
+    observations: Observations,
+    /// The table as last scanned.
+    snapshot: Vec<Lease>,
+    table_failures: FailureStreak,
+    handoffs: BTreeMap<String, HandOff>,
+}
+
+impl Keeper {
+    async fn run(mut self, mut shutdown: mpsc::Receiver<oneshot::Sender<()>>) {
+        let renew_interval = self.config.renew_interval();
+        let tick = renew_interval
+            .min(self.config.checkpoint_interval)
+            .max(Duration::from_millis(50));
+        let start = Instant::now();
+        let (mut next_renew, mut next_scan) = (start, start);
+        let mut next_checkpoint = start + self.config.checkpoint_interval;
+        loop {
+            let now = Instant::now();
+            self.fence(now);
+            self.hand_off(now, false).await;
+            if now >= next_renew {
+                next_renew = now + renew_interval;
+                self.renew().await;
+            }
+            if now >= next_checkpoint {
+                next_checkpoint = now + self.config.checkpoint_interval;
+                self.write_checkpoints().await;
+            }
+            if now >= next_scan {
+                next_scan = now + renew_interval;
+                self.scan().await;
+            }
+            self.start_readers();
+            tokio::select! {
+                biased;
+                done = shutdown.recv() => {
+                    self.release_all().await;
+                    if let Some(done) = done {
+                        let _ = done.send(());
+                    }
+                    return;
+                }
+                _ = tokio::time::sleep(tick) => {}
+            }
+        }
+    }
+
+    fn me(&self) -> &str {
+        &self.config.worker_id
+    }
+
+    fn table_failed(&mut self, what: &'static str, error: &LeaseError) {
+        match self.table_failures.failed(Instant::now()) {
+            Some(report) => tracing::warn!(
+                %error,
+                attempt = report.attempt,
+                failing_for_s = crate::outage::seconds(report.failing_for),
+                "{what} failed; retrying"
+            ),
+            None => tracing::debug!(%error, "{what} failed; retrying"),
+        }
+    }
+
+    fn table_succeeded(&mut self) {
+        if let Some(recovery) = self.table_failures.succeeded(Instant::now()) {
+            tracing::info!(
+                failed_attempts = recovery.failed_attempts,
+                failing_for_s = crate::outage::seconds(recovery.failing_for),
+                "the lease table answers again"
+            );
+        }
+    }
+
+    /// Gives up leases whose last renewal is too old to emit safely.
+    fn fence(&mut self, now: Instant) {
+        let stale: Vec<String> = self
+            .held
+            .iter()
+            .filter(|(_, held)| now >= held.valid_until)
+            .map(|(key, _)| key.clone())
+            .collect();
+        for key in stale {
+            self.lose(&key, "not renewed within the lease duration", false);
+        }
+    }
+
+    /// Stops reading a shard whose lease this worker no longer holds. `hand_off`: the table
+    /// refused a write, maybe because another instance stole the lease; then this one still
+    /// writes the final checkpoint once the records it emitted are acknowledged.
+    fn lose(&mut self, key: &str, reason: &str, hand_off: bool) {
+        let mut written = None;
+        if let Some(held) = self.held.remove(key) {
+            if let Some(reader) = held.reader {
+                reader.abort();
+            }
+            written = Some(held.written);
+        }
+        {
+            let mut tracks = lock(&self.tracks);
+            if let Some(track) = tracks.shards.get_mut(key) {
+                track.emitting = false;
+                track.handing_off = hand_off;
+            }
+            tracks.draining.insert(key.to_owned());
+        }
+        if let (true, Some(written)) = (hand_off, written) {
+            let deadline = Instant::now() + self.config.lease_duration / 2;
+            self.handoffs
+                .insert(key.to_owned(), HandOff { deadline, written });
+        }
+        let events = self.context.events.clone();
+        let shard: Arc<str> = Arc::from(key);
+        tokio::spawn(async move {
+            let _ = events.send(ShardEvent::Forget { shard }).await;
+        });
+        tracing::warn!(shard = %key, reason, "lease lost; this instance stopped reading the shard");
+    }
+
+    async fn renew(&mut self) {
+        let keys: Vec<(String, u64)> = self
+            .held
+            .iter()
+            .map(|(key, held)| (key.clone(), held.counter))
+            .collect();
+        for (key, counter) in keys {
+            let sent = Instant::now();
+            match self.table.renew(&key, self.me(), counter).await {
+                Ok(next) => {
+                    self.table_succeeded();
+                    let valid_until = decide::valid_until(sent, self.config.lease_duration);
+                    if let Some(held) = self.held.get_mut(&key) {
+                        held.counter = next;
+                        held.valid_until = valid_until;
+                    }
+                    if let Some(track) = lock(&self.tracks).shards.get_mut(&key) {
+                        track.valid_until = valid_until;
+                    }
+                }
+                Err(LeaseError::Conflict { .. }) => {
+                    self.lose(&key, "another instance took the lease", true)
+                }
+                Err(error) => self.table_failed("renewing a lease", &error),
+            }
+        }
+    }
+
+    /// Writes each shard's checkpoint that acknowledgements moved; a shard at `SHARD_END`
+    /// is released, as it has nothing more to read.
+    async fn write_checkpoints(&mut self) {
+        let due: Vec<(String, u64, Checkpoint)> = {
+            let tracks = lock(&self.tracks);
+            self.held
+                .iter()
+                .filter_map(|(key, held)| {
+                    let allowed = tracks.shards.get(key)?.allowed.clone()?;
+                    (allowed != held.written).then(|| (key.clone(), held.counter, allowed))
+                })
+                .collect()
+        };
+        let listing = self.listing.borrow().clone();
+        for (key, counter, checkpoint) in due {
+            let children = match (&checkpoint, &listing) {
+                (Checkpoint::ShardEnd, Some(shards)) => decide::children(shards, &key),
+                _ => Vec::new(),
+            };
+            match self
+                .table
+                .checkpoint(&key, self.me(), counter, &checkpoint, &children)
+                .await
+            {
+                Ok(()) => {
+                    self.table_succeeded();
+                    tracing::debug!(shard = %key, checkpoint = checkpoint.text(), "checkpoint written");
+                    let finished = checkpoint == Checkpoint::ShardEnd;
+                    if let Some(held) = self.held.get_mut(&key) {
+                        held.written = checkpoint;
+                    }
+                    if finished {
+                        self.release(&key).await;
+                    }
+                }
+                Err(LeaseError::Conflict { .. }) => {
+                    self.lose(&key, "another instance took the lease", true)
+                }
+                Err(error) => self.table_failed("writing a checkpoint", &error),
+            }
+        }
+    }
+
+    /// Writes the final checkpoint of stolen leases whose emitted records are all
+    /// acknowledged (or whose deadline passed; `now_or_never` at Teardown) and clears
+    /// `checkpointOwner`, so the new owner starts right after it.
+    async fn hand_off(&mut self, now: Instant, now_or_never: bool) {
+        let ready: Vec<(String, Option<Checkpoint>)> = {
+            let tracks = lock(&self.tracks);
+            self.handoffs
+                .iter()
+                .filter_map(|(key, hand_off)| {
+                    let track = tracks.shards.get(key);
+                    let settled = track.is_none_or(Track::nothing_in_flight);
+                    if !(settled || now_or_never || now >= hand_off.deadline) {
+                        return None;
+                    }
+                    let checkpoint = track
+                        .and_then(|t| t.allowed.clone())
+                        .filter(|c| *c != hand_off.written);
+                    Some((key.clone(), checkpoint))
+                })
+                .collect()
+        };
+        for (key, checkpoint) in ready {
+            match self
+                .table
+                .hand_off(&key, self.me(), checkpoint.as_ref())
+                .await
+            {
+                Ok(()) => tracing::info!(
+                    shard = %key,
+                    checkpoint = checkpoint.as_ref().map(Checkpoint::text).unwrap_or("unchanged"),
+                    "lease handed over to the instance that took it"
+                ),
+                // Taken after expiry, not stolen: nobody waits for this checkpoint.
+                Err(LeaseError::Conflict { .. }) => {}
+                Err(error) => {
+                    self.table_failed("handing a lease over", &error);
+                    if !now_or_never
+                        && now < self.handoffs[&key].deadline + self.config.lease_duration
+                    {
+                        continue;
+                    }
+                }
+            }
+            self.handoffs.remove(&key);
+            let mut tracks = lock(&self.tracks);
+            if let Some(track) = tracks.shards.get_mut(&key) {
+                track.handing_off = false;
+            }
+            if !tracks.draining.contains(&key) {
+                tracks.shards.remove(&key);
+            }
+        }
+    }
+
+    /// Releases one held lease (its checkpoint is written).
+    async fn release(&mut self, key: &str) {
+        let Some(held) = self.held.remove(key) else {
+            return;
+        };
+        if let Some(reader) = held.reader {
+            reader.abort();
+        }
+        lock(&self.tracks).shards.remove(key);
+        match self.table.release(key, self.me(), held.counter).await {
+            Ok(()) => tracing::info!(
+                shard = %key,
+                checkpoint = held.written.text(),
+                "lease released"
+            ),
+            Err(error) => tracing::warn!(
+                shard = %key,
+                %error,
+                "releasing the lease failed; another instance takes it once it expires"
+            ),
+        }
+    }
+
+    /// At Teardown: readers stop, the last acknowledged checkpoints are written and every
+    /// lease is released.
+    async fn release_all(&mut self) {
+        {
+            let mut tracks = lock(&self.tracks);
+            for (key, held) in self.held.iter_mut() {
+                if let Some(reader) = held.reader.take() {
+                    reader.abort();
+                }
+                if let Some(track) = tracks.shards.get_mut(key) {
+                    track.emitting = false;
+                }
+            }
+        }
+        self.write_checkpoints().await;
+        self.hand_off(Instant::now(), true).await;
+        let keys: Vec<String> = self.held.keys().cloned().collect();
+        for key in keys {
+            self.release(&key).await;
+        }
+    }
+
+    /// Reads the table, adds leases for new shards, and takes or steals this round's share.
+    async fn scan(&mut self) {
+        let mut leases = match self.table.list().await {
+            Ok(leases) => leases,
+            Err(error) => return self.table_failed("reading the lease table", &error),
+        };
+        self.table_succeeded();
+        let listing = self.listing.borrow().clone();
+        if let Some(shards) = &listing {
+            let tracked: BTreeSet<String> = leases.iter().map(|l| l.key.clone()).collect();
+            let new = decide::new_leases(shards, &tracked, self.config.initial);
+            if !new.is_empty() {
+                for lease in &new {
+                    if let Err(error) = self.table.create(lease).await {
+                        return self.table_failed("adding a lease", &error);
+                    }
+                }
+                tracing::info!(new_leases = new.len(), "leases added for new shards");
+                match self.table.list().await {
+                    Ok(again) => leases = again,
+                    Err(error) => return self.table_failed("reading the lease table", &error),
+                }
+            }
+        }
+        let now = Instant::now();
+        self.observations.update(&leases, now);
+        let expired = self
+            .observations
+            .expired(&leases, now, self.config.lease_duration);
+        let mine: BTreeSet<String> = self.held.keys().cloned().collect();
+        let excluded = lock(&self.tracks).draining.clone();
+        let claims = decide::claims(&Round {
+            leases: &leases,
+            me: self.me(),
+            mine: &mine,
+            expired: &expired,
+            excluded: &excluded,
+            max_takes: MAX_TAKES_PER_ROUND,
+        });
+        let mut taken = false;
+        for claim in claims {
+            let (lease, stolen) = match claim {
+                Claim::Take(lease) => (lease, false),
+                Claim::Steal(lease) => (lease, true),
+            };
+            let sent = Instant::now();
+            match self.table.take(&lease, self.me(), stolen).await {
+                Ok(counter) => {
+                    taken = true;
+                    tracing::info!(
+                        shard = %lease.key,
+                        previous_owner = lease.owner.as_deref().unwrap_or(""),
+                        stolen,
+                        "lease taken"
+                    );
+                    let start_after = if stolen {
+                        sent + self.config.lease_duration
+                    } else {
+                        sent
+                    };
+                    self.held.insert(
+                        lease.key.clone(),
+                        Held {
+                            written: lease.checkpoint.clone(),
+                            lease,
+                            counter,
+                            valid_until: decide::valid_until(sent, self.config.lease_duration),
+                            start_after,
+                            reader: None,
+                            awaiting_handoff: stolen,
+                        },
+                    );
+                }
+                Err(LeaseError::Conflict { .. }) => {
+                    tracing::debug!(shard = %lease.key, "another instance took the lease first")
+                }
+                Err(error) => self.table_failed("taking a lease", &error),
+            }
+        }
+        if taken {
+            // The checkpoints as they are now that nobody else can move them.
+            if let Ok(again) = self.table.list().await {
+                leases = again;
+            }
+        }
+        let now = Instant::now();
+        let mut fallbacks = Vec::new();
+        for lease in &leases {
+            let Some(held) = self.held.get_mut(&lease.key) else {
+                continue;
+            };
+            if held.reader.is_some()
+                || lease.owner.as_deref() != Some(self.config.worker_id.as_str())
+            {
+                continue;
+            }
+            if lease.checkpoint_owner.is_none() || !held.awaiting_handoff {
+                held.written = lease.checkpoint.clone();
+                held.lease = lease.clone();
+                held.awaiting_handoff = false;
+            } else if now >= held.start_after {
+                fallbacks.push((lease.key.clone(), held.counter, lease.checkpoint.clone()));
+            }
+        }
+        // The previous owner did not hand over within a lease duration: it has stopped
+        // emitting by now; take the checkpoint over (which also fences its late writes).
+        for (key, counter, checkpoint) in fallbacks {
+            match self
+                .table
+                .checkpoint(&key, self.me(), counter, &checkpoint, &[])
+                .await
+            {
+                Ok(()) => {
+                    if let Some(held) = self.held.get_mut(&key) {
+                        held.written = checkpoint;
+                        held.awaiting_handoff = false;
+                    }
+                }
+                Err(LeaseError::Conflict { .. }) => {
+                    self.lose(&key, "another instance took the lease", false)
+                }
+                Err(error) => self.table_failed("writing a checkpoint", &error),
+            }
+        }
+        self.snapshot = leases;
+    }
+
+    /// Starts a reader for every held lease whose shard may be read now.
+    fn start_readers(&mut self) {
+        let Some(listing) = self.listing.borrow().clone() else {
+            return;
+        };
+        let listed: BTreeSet<&str> = listing.iter().map(|s| s.info.id.as_str()).collect();
+        let by_key: HashMap<&str, &Lease> =
+            self.snapshot.iter().map(|l| (l.key.as_str(), l)).collect();
+        let mut tracks = lock(&self.tracks);
+        for (key, held) in self.held.iter_mut() {
+            if held.reader.is_some()
+                || held.awaiting_handoff
+                || held.written == Checkpoint::ShardEnd
+                || tracks.draining.contains(key)
+                || !decide::parents_done(&held.lease, &by_key, &listed)
+            {
+                continue;
+            }
+            let from = start_from(&held.written, self.config.initial);
+            tracing::debug!(shard = %key, checkpoint = held.written.text(), "starting shard reader");
+            tracks.shards.insert(
+                key.clone(),
+                Track {
+                    emitting: true,
+                    valid_until: held.valid_until,
+                    floor: held.written.progress(),
+                    last_emitted: None,
+                    acked: None,
+                    end_seen: false,
+                    allowed: None,
+                    handing_off: false,
+                },
+            );
+            let context = self.context.clone();
+            let mode = self.mode.clone();
+            let shard = key.clone();
+            held.reader = Some(tokio::spawn(reader::run(context, mode, shard, from)));
+        }
+    }
+}
+
+/// Where a reader starts from a lease's checkpoint.
+pub fn start_from(checkpoint: &Checkpoint, initial: InitialPosition) -> StartFrom {
+    match checkpoint {
+        Checkpoint::Sequence { .. } | Checkpoint::ShardEnd => StartFrom::Resume(
+            checkpoint
+                .progress()
+                .expect("sequence and SHARD_END checkpoints have a progress"),
+        ),
+        Checkpoint::TrimHorizon => StartFrom::TrimHorizon,
+        Checkpoint::Latest => StartFrom::Initial(InitialPosition::Latest),
+        Checkpoint::AtTimestamp => match initial {
+            at @ InitialPosition::AtTimestamp(_) => StartFrom::Initial(at),
+            // The item asks for a timestamp this pipeline was not given: read everything.
+            _ => StartFrom::TrimHorizon,
+        },
+    }
+}

@@ -1,0 +1,598 @@
+//! Several source instances sharing one stream through the DynamoDB lease table
+//! (`coordination=dynamodb`): kinesis-local, dynalite and three or four plugin processes,
+//! each started as Conduit starts it and driven over gRPC (Configure, Open, Run with acks,
+//! Stop, Teardown), with short leases (2 s) so takeovers happen within seconds.
+
+mod support;
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use aws_sdk_kinesis::primitives::Blob;
+use aws_sdk_kinesis::types::PutRecordsRequestEntry;
+use conduit_connector_kinesis::proto::opencdc::v1::{data, Record};
+use serde_json::Value;
+use support::dynamodb_local::DynamoLocal;
+use support::kinesis_local::{unique_stream_name, KinesisLocal};
+use support::source::RunningSource;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+const LEASE: Duration = Duration::from_secs(2);
+const CHECKPOINT_INTERVAL: Duration = Duration::from_millis(500);
+const KEYS: usize = 48;
+
+struct Harness {
+    kl: KinesisLocal,
+    ddb: DynamoLocal,
+    stream: String,
+    table: String,
+}
+
+impl Harness {
+    async fn new(shards: i32) -> Harness {
+        let kl = KinesisLocal::start().await;
+        let ddb = DynamoLocal::start().await;
+        let stream = unique_stream_name("leases");
+        kl.create_stream(&stream, shards).await;
+        let table = format!("{stream}-leases");
+        Harness {
+            kl,
+            ddb,
+            stream,
+            table,
+        }
+    }
+
+    fn settings(&self, extra: &[(&str, &str)]) -> Vec<(String, String)> {
+        let lease = format!("{}ms", LEASE.as_millis());
+        let checkpoint = format!("{}ms", CHECKPOINT_INTERVAL.as_millis());
+        let mut all: Vec<(String, String)> = [
+            ("aws.url", self.kl.endpoint.as_str()),
+            ("aws.region", "us-east-1"),
+            ("aws.accessKeyId", "test"),
+            ("aws.secretAccessKey", "test"),
+            ("streamName", self.stream.as_str()),
+            ("readMode", "polling"),
+            ("polling.interval", "200ms"),
+            ("shardDiscoveryInterval", "1s"),
+            ("coordination", "dynamodb"),
+            ("coordination.url", self.ddb.endpoint.as_str()),
+            ("coordination.table", self.table.as_str()),
+            ("coordination.leaseDuration", lease.as_str()),
+            ("coordination.checkpointInterval", checkpoint.as_str()),
+        ]
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        for (k, v) in extra {
+            all.retain(|(key, _)| key != k);
+            all.push((k.to_string(), v.to_string()));
+        }
+        all
+    }
+
+    async fn items(&self) -> Vec<Value> {
+        self.ddb.raw_scan(&self.table).await
+    }
+
+    /// Owner of every shard's lease that is not finished.
+    async fn owners(&self) -> BTreeMap<String, Option<String>> {
+        self.items()
+            .await
+            .iter()
+            .filter(|item| item["checkpoint"]["S"] != "SHARD_END")
+            .map(|item| {
+                (
+                    item["leaseKey"]["S"].as_str().unwrap().to_string(),
+                    item["leaseOwner"]["S"].as_str().map(str::to_string),
+                )
+            })
+            .collect()
+    }
+
+    /// Waits until `done(owners)` holds; returns how long it took.
+    async fn wait_for(
+        &self,
+        limit: Duration,
+        what: &str,
+        done: impl Fn(&BTreeMap<String, Option<String>>) -> bool,
+    ) -> Duration {
+        let started = Instant::now();
+        loop {
+            let owners = self.owners().await;
+            if done(&owners) {
+                return started.elapsed();
+            }
+            if started.elapsed() > limit {
+                panic!("{what} not within {limit:?}; leases: {owners:#?}");
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+fn refs(settings: &[(String, String)]) -> Vec<(&str, &str)> {
+    settings
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect()
+}
+
+/// One delivered record.
+#[derive(Debug, Clone)]
+struct Delivery {
+    worker: String,
+    shard: String,
+    payload: String,
+    at: Instant,
+}
+
+type Log = Arc<Mutex<Vec<Delivery>>>;
+
+fn payload(record: &Record) -> String {
+    match record
+        .payload
+        .as_ref()
+        .and_then(|p| p.after.as_ref())
+        .and_then(|d| d.data.as_ref())
+    {
+        Some(data::Data::RawData(bytes)) => String::from_utf8(bytes.to_vec()).unwrap(),
+        other => panic!("unexpected payload {other:?}"),
+    }
+}
+
+/// A source instance that reads and acks everything, recording what it delivered.
+struct Instance {
+    pid: u32,
+    stop: Option<oneshot::Sender<()>>,
+    task: JoinHandle<()>,
+}
+
+enum Step {
+    Batch(Option<Vec<Record>>),
+    Stop,
+}
+
+impl Instance {
+    async fn start(harness: &Harness, worker: &str, log: &Log) -> Instance {
+        let settings = harness.settings(&[("coordination.workerId", worker)]);
+        let source = RunningSource::start(&refs(&settings), None).await;
+        let pid = source.plugin.child.id();
+        let (stop, mut stop_rx) = oneshot::channel();
+        let log = log.clone();
+        let name = worker.to_string();
+        let task = tokio::spawn(async move {
+            let mut source = source;
+            let mut last_received: Vec<u8> = Vec::new();
+            let record = |records: &[Record]| {
+                let mut log = log.lock().unwrap();
+                for r in records {
+                    log.push(Delivery {
+                        worker: name.clone(),
+                        shard: r.metadata["kinesis.shardId"].to_string(),
+                        payload: payload(r),
+                        at: Instant::now(),
+                    });
+                }
+            };
+            loop {
+                let step = tokio::select! {
+                    _ = &mut stop_rx => Step::Stop,
+                    batch = source.next_batch(Duration::from_millis(200)) => Step::Batch(batch),
+                };
+                match step {
+                    Step::Batch(Some(records)) => {
+                        record(&records);
+                        if let Some(r) = records.last() {
+                            last_received = r.position.clone();
+                        }
+                        source
+                            .ack(records.iter().map(|r| r.position.clone()).collect())
+                            .await;
+                    }
+                    Step::Batch(None) => {}
+                    Step::Stop => {
+                        // As Conduit stops a pipeline: Stop, take and ack everything up to the
+                        // last position it names, then Teardown.
+                        let last = source.stop().await;
+                        let mut seen_last = last.is_empty() || last == last_received;
+                        while !seen_last {
+                            let Some(records) = source.next_batch(Duration::from_secs(5)).await
+                            else {
+                                break;
+                            };
+                            seen_last = records.iter().any(|r| r.position == last);
+                            record(&records);
+                            source
+                                .ack(records.iter().map(|r| r.position.clone()).collect())
+                                .await;
+                        }
+                        assert!(seen_last, "Stop named a position that never came");
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                        source.teardown().await;
+                        return;
+                    }
+                }
+            }
+        });
+        Instance {
+            pid,
+            stop: Some(stop),
+            task,
+        }
+    }
+
+    async fn stop_gracefully(mut self) {
+        let _ = self.stop.take().unwrap().send(());
+        tokio::time::timeout(Duration::from_secs(30), &mut self.task)
+            .await
+            .expect("graceful stop within 30 s")
+            .expect("the instance task");
+    }
+
+    fn kill(self) -> Instant {
+        support::kill_process(self.pid);
+        let killed = Instant::now();
+        self.task.abort();
+        killed
+    }
+}
+
+/// Writes records "k<key>:<n>" (n rising per key) in batches until `stop` is set; returns
+/// every payload written.
+fn produce(
+    harness: &Harness,
+    per_second: usize,
+    stop: Arc<std::sync::atomic::AtomicBool>,
+) -> JoinHandle<Vec<String>> {
+    let client = support::kinesis_local::client_for(&harness.kl.endpoint);
+    let stream = harness.stream.clone();
+    tokio::spawn(async move {
+        let mut written = Vec::new();
+        let mut n = 0usize;
+        let batch = (per_second / 10).max(1);
+        while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+            let mut entries = Vec::new();
+            let mut payloads = Vec::new();
+            for _ in 0..batch {
+                let key = format!("k{}", n % KEYS);
+                let text = format!("{key}:{n}");
+                entries.push(
+                    PutRecordsRequestEntry::builder()
+                        .partition_key(&key)
+                        .data(Blob::new(text.as_bytes().to_vec()))
+                        .build()
+                        .unwrap(),
+                );
+                payloads.push(text);
+                n += 1;
+            }
+            let answer = client
+                .put_records()
+                .stream_name(&stream)
+                .set_records(Some(entries))
+                .send()
+                .await
+                .expect("PutRecords");
+            assert_eq!(
+                answer.failed_record_count,
+                Some(0),
+                "PutRecords failed entries"
+            );
+            written.extend(payloads);
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        written
+    })
+}
+
+/// Waits until every written payload was delivered at least once.
+async fn wait_delivered(log: &Log, written: &[String], limit: Duration) {
+    let started = Instant::now();
+    loop {
+        let missing: Vec<&String> = {
+            let seen: std::collections::HashSet<String> = log
+                .lock()
+                .unwrap()
+                .iter()
+                .map(|d| d.payload.clone())
+                .collect();
+            written.iter().filter(|p| !seen.contains(*p)).collect()
+        };
+        if missing.is_empty() {
+            return;
+        }
+        assert!(
+            started.elapsed() < limit,
+            "{} of {} records never delivered, e.g. {:?}",
+            missing.len(),
+            written.len(),
+            &missing[..missing.len().min(5)]
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// Payloads delivered more than once, with their deliveries.
+fn repeats(log: &Log) -> HashMap<String, Vec<Delivery>> {
+    let mut by_payload: HashMap<String, Vec<Delivery>> = HashMap::new();
+    for d in log.lock().unwrap().iter() {
+        by_payload
+            .entry(d.payload.clone())
+            .or_default()
+            .push(d.clone());
+    }
+    by_payload.retain(|_, ds| ds.len() > 1);
+    by_payload
+}
+
+/// Per partition key, the payload numbers rise in delivery order (counting a repeat's
+/// first delivery only).
+fn check_per_key_order(log: &Log) {
+    let mut last: BTreeMap<String, usize> = BTreeMap::new();
+    let mut seen = std::collections::HashSet::new();
+    for d in log.lock().unwrap().iter() {
+        if !seen.insert(d.payload.clone()) {
+            continue;
+        }
+        let (key, n) = d.payload.split_once(':').unwrap();
+        let n: usize = n.parse().unwrap();
+        if let Some(previous) = last.insert(key.to_string(), n) {
+            assert!(previous < n, "key {key}: {n} delivered after {previous}");
+        }
+    }
+}
+
+fn balanced(owners: &BTreeMap<String, Option<String>>, workers: &[&str], each: usize) -> bool {
+    workers
+        .iter()
+        .all(|w| owners.values().filter(|o| o.as_deref() == Some(*w)).count() == each)
+}
+
+async fn three_instances(harness: &Harness, log: &Log) -> (Vec<Instance>, Duration) {
+    let mut instances = Vec::new();
+    for worker in ["a", "b", "c"] {
+        instances.push(Instance::start(harness, worker, log).await);
+    }
+    let took = harness
+        .wait_for(
+            LEASE * 3,
+            "three instances holding 4 leases each",
+            |owners| balanced(owners, &["a", "b", "c"], 4),
+        )
+        .await;
+    (instances, took)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_instances_converge_to_four_leases_each_and_read_every_record_once() {
+    let harness = Harness::new(12).await;
+    let log = Log::default();
+    let (instances, took) = three_instances(&harness, &log).await;
+    eprintln!("converged to 4/4/4 in {took:?} after the third instance opened");
+
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let producer = produce(&harness, 100, stop.clone());
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    let written = producer.await.unwrap();
+    wait_delivered(&log, &written, Duration::from_secs(30)).await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert!(repeats(&log).is_empty(), "repeats: {:?}", repeats(&log));
+    // Each shard was read by one instance, and every instance read some.
+    let mut readers: BTreeMap<String, std::collections::BTreeSet<String>> = BTreeMap::new();
+    for d in log.lock().unwrap().iter() {
+        readers
+            .entry(d.shard.clone())
+            .or_default()
+            .insert(d.worker.clone());
+    }
+    assert!(readers.values().all(|w| w.len() == 1), "{readers:?}");
+    check_per_key_order(&log);
+    for instance in instances {
+        instance.stop_gracefully().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_instance_s_shards_move_within_two_lease_durations_without_loss() {
+    let harness = Harness::new(12).await;
+    let log = Log::default();
+    let (mut instances, _) = three_instances(&harness, &log).await;
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let producer = produce(&harness, 100, stop.clone());
+    tokio::time::sleep(Duration::from_secs(2)).await;
+
+    let victim = instances.pop().unwrap();
+    let victim_shards: Vec<String> = harness
+        .owners()
+        .await
+        .into_iter()
+        .filter(|(_, o)| o.as_deref() == Some("c"))
+        .map(|(s, _)| s)
+        .collect();
+    assert_eq!(victim_shards.len(), 4);
+    let killed = victim.kill();
+    let moved = harness
+        .wait_for(
+            LEASE * 2,
+            "the killed instance's leases owned again",
+            |owners| {
+                owners
+                    .values()
+                    .all(|o| matches!(o.as_deref(), Some("a" | "b")))
+            },
+        )
+        .await;
+    eprintln!("the killed instance's 4 leases were owned again after {moved:?}");
+
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    let written = producer.await.unwrap();
+    wait_delivered(&log, &written, Duration::from_secs(30)).await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+
+    // Repeats only on the moved shards, and only of what the killed instance delivered in
+    // the last checkpoint interval before it died (plus the ack's way back).
+    let repeats = repeats(&log);
+    let slack = Duration::from_millis(400);
+    for (text, deliveries) in &repeats {
+        let first = &deliveries[0];
+        assert_eq!(first.worker, "c", "{text} repeated: {deliveries:?}");
+        assert!(victim_shards.contains(&first.shard), "{deliveries:?}");
+        assert!(
+            killed.duration_since(first.at) <= CHECKPOINT_INTERVAL + slack,
+            "{text} was delivered {:?} before the kill and still repeated",
+            killed.duration_since(first.at)
+        );
+    }
+    eprintln!(
+        "{} of {} records repeated after the kill",
+        repeats.len(),
+        written.len()
+    );
+    check_per_key_order(&log);
+    for instance in instances {
+        instance.stop_gracefully().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_graceful_stop_hands_over_without_repeats_and_a_newcomer_takes_its_share() {
+    let harness = Harness::new(12).await;
+    let log = Log::default();
+    let (mut instances, _) = three_instances(&harness, &log).await;
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let producer = produce(&harness, 100, stop.clone());
+    tokio::time::sleep(Duration::from_secs(2)).await;
+
+    let leaving = instances.pop().unwrap();
+    let started = Instant::now();
+    leaving.stop_gracefully().await;
+    harness
+        .wait_for(
+            LEASE * 2,
+            "the stopped instance's leases owned again",
+            |owners| balanced(owners, &["a", "b"], 6),
+        )
+        .await;
+    eprintln!(
+        "handed over 4 leases in {:?} (from Stop)",
+        started.elapsed()
+    );
+    tokio::time::sleep(Duration::from_secs(1)).await;
+
+    let joined = Instant::now();
+    instances.push(Instance::start(&harness, "d", &log).await);
+    harness
+        .wait_for(LEASE * 4, "the newcomer holding its share", |owners| {
+            balanced(owners, &["a", "b", "d"], 4)
+        })
+        .await;
+    eprintln!(
+        "the fourth instance held 4 leases {:?} after it started",
+        joined.elapsed()
+    );
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    let written = producer.await.unwrap();
+    wait_delivered(&log, &written, Duration::from_secs(30)).await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let repeats = repeats(&log);
+    assert!(repeats.is_empty(), "{} repeats: {repeats:?}", repeats.len());
+    check_per_key_order(&log);
+    for instance in instances {
+        instance.stop_gracefully().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lease_items_carry_kcl_attribute_names_and_types() {
+    let harness = Harness::new(2).await;
+    let log = Log::default();
+    let instance = Instance::start(&harness, "solo", &log).await;
+    harness
+        .wait_for(LEASE * 3, "both leases held", |owners| {
+            owners.len() == 2 && owners.values().all(|o| o.as_deref() == Some("solo"))
+        })
+        .await;
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let producer = produce(&harness, 20, stop.clone());
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    let written = producer.await.unwrap();
+    wait_delivered(&log, &written, Duration::from_secs(30)).await;
+    tokio::time::sleep(CHECKPOINT_INTERVAL * 3).await;
+
+    let description = harness.ddb.describe(&harness.table).await;
+    let table = &description["Table"];
+    assert_eq!(
+        table["KeySchema"],
+        serde_json::json!([{ "AttributeName": "leaseKey", "KeyType": "HASH" }])
+    );
+    assert_eq!(
+        table["BillingModeSummary"]["BillingMode"], "PAY_PER_REQUEST",
+        "{description}"
+    );
+    let items = harness.items().await;
+    assert_eq!(items.len(), 2, "{items:#?}");
+    for item in &items {
+        let object = item.as_object().unwrap();
+        let kind = |name: &str| -> &str {
+            let value = object
+                .get(name)
+                .unwrap_or_else(|| panic!("no {name} in {item}"))
+                .as_object()
+                .unwrap();
+            assert_eq!(value.len(), 1, "{name}: {value:?}");
+            value.keys().next().unwrap()
+        };
+        for (name, want) in [
+            ("leaseKey", "S"),
+            ("leaseOwner", "S"),
+            ("leaseCounter", "N"),
+            ("checkpoint", "S"),
+            ("checkpointSubSequenceNumber", "N"),
+            ("ownerSwitchesSinceCheckpoint", "N"),
+            ("startingHashKey", "S"),
+            ("endingHashKey", "S"),
+        ] {
+            assert_eq!(kind(name), want, "{name} in {item}");
+        }
+        assert_eq!(item["leaseOwner"]["S"], "solo");
+        // Both shards got records: the checkpoint is a sequence number now.
+        let checkpoint = item["checkpoint"]["S"].as_str().unwrap();
+        assert!(
+            checkpoint.len() > 20 && checkpoint.bytes().all(|b| b.is_ascii_digit()),
+            "{item}"
+        );
+        assert_eq!(item["checkpointSubSequenceNumber"]["N"], "0");
+        let allowed: std::collections::BTreeSet<&str> = [
+            "leaseKey",
+            "leaseOwner",
+            "leaseCounter",
+            "checkpoint",
+            "checkpointSubSequenceNumber",
+            "ownerSwitchesSinceCheckpoint",
+            "parentShardId",
+            "childShardIds",
+            "startingHashKey",
+            "endingHashKey",
+            "checkpointOwner",
+        ]
+        .into();
+        for name in object.keys() {
+            assert!(
+                allowed.contains(name.as_str()),
+                "unexpected attribute {name}"
+            );
+        }
+    }
+    instance.stop_gracefully().await;
+    // Released at Teardown: no owner, counter raised.
+    for item in harness.items().await {
+        assert!(item.get("leaseOwner").is_none(), "{item}");
+    }
+}
