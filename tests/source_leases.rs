@@ -125,6 +125,7 @@ fn refs(settings: &[(String, String)]) -> Vec<(&str, &str)> {
 struct Delivery {
     worker: String,
     shard: String,
+    sequence: String,
     payload: String,
     at: Instant,
 }
@@ -172,6 +173,7 @@ impl Instance {
                     log.push(Delivery {
                         worker: name.clone(),
                         shard: r.metadata["kinesis.shardId"].to_string(),
+                        sequence: r.metadata["kinesis.sequenceNumber"].to_string(),
                         payload: payload(r),
                         at: Instant::now(),
                     });
@@ -471,6 +473,19 @@ async fn a_graceful_stop_hands_over_without_repeats_and_a_newcomer_takes_its_sha
     let leaving = instances.pop().unwrap();
     let started = Instant::now();
     leaving.stop_gracefully().await;
+    // Teardown wrote the last acknowledged record of each shard and released the lease.
+    let mut last_of_c: BTreeMap<String, String> = BTreeMap::new();
+    for d in log.lock().unwrap().iter().filter(|d| d.worker == "c") {
+        last_of_c.insert(d.shard.clone(), d.sequence.clone());
+    }
+    assert!(!last_of_c.is_empty());
+    for item in harness.items().await {
+        let shard = item["leaseKey"]["S"].as_str().unwrap();
+        if let Some(sequence) = last_of_c.get(shard) {
+            assert_ne!(item["leaseOwner"]["S"], "c", "not released: {item}");
+            assert_eq!(item["checkpoint"]["S"], sequence.as_str(), "{item}");
+        }
+    }
     harness
         .wait_for(
             LEASE * 2,

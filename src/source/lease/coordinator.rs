@@ -57,9 +57,16 @@ pub struct LeaseConfig {
 }
 
 impl LeaseConfig {
-    /// Renewals and table scans happen three times per lease duration, as in KCL.
+    /// Renewals happen three times per lease duration, as in KCL.
     fn renew_interval(&self) -> Duration {
         self.lease_duration / 3
+    }
+
+    /// The table is read five times per lease duration: a dead worker's lease is seen
+    /// unchanged sooner (expiry counts from when the counter was last seen to change), so
+    /// its shards move within about 1.4 lease durations.
+    fn scan_interval(&self) -> Duration {
+        self.lease_duration / 5
     }
 }
 
@@ -363,7 +370,8 @@ struct Keeper {
 impl Keeper {
     async fn run(mut self, mut shutdown: mpsc::Receiver<oneshot::Sender<()>>) {
         let renew_interval = self.config.renew_interval();
-        let tick = renew_interval
+        let scan_interval = self.config.scan_interval();
+        let tick = scan_interval
             .min(self.config.checkpoint_interval)
             .max(Duration::from_millis(50));
         let start = Instant::now();
@@ -382,7 +390,7 @@ impl Keeper {
                 self.write_checkpoints().await;
             }
             if now >= next_scan {
-                next_scan = now + renew_interval;
+                next_scan = now + scan_interval;
                 self.scan().await;
             }
             self.start_readers();
@@ -672,7 +680,7 @@ impl Keeper {
             .expired(&leases, now, self.config.lease_duration);
         let mine: BTreeSet<String> = self.held.keys().cloned().collect();
         let excluded = lock(&self.tracks).draining.clone();
-        let claims = decide::claims(&Round {
+        let (candidates, wanted) = decide::candidates(&Round {
             leases: &leases,
             me: self.me(),
             mine: &mine,
@@ -680,8 +688,11 @@ impl Keeper {
             excluded: &excluded,
             max_takes: MAX_TAKES_PER_ROUND,
         });
-        let mut taken = false;
-        for claim in claims {
+        let mut taken = 0;
+        for claim in candidates {
+            if taken >= wanted {
+                break;
+            }
             let (lease, stolen) = match claim {
                 Claim::Take(lease) => (lease, false),
                 Claim::Steal(lease) => (lease, true),
@@ -689,7 +700,7 @@ impl Keeper {
             let sent = Instant::now();
             match self.table.take(&lease, self.me(), stolen).await {
                 Ok(counter) => {
-                    taken = true;
+                    taken += 1;
                     tracing::info!(
                         shard = %lease.key,
                         previous_owner = lease.owner.as_deref().unwrap_or(""),
@@ -720,7 +731,7 @@ impl Keeper {
                 Err(error) => self.table_failed("taking a lease", &error),
             }
         }
-        if taken {
+        if taken > 0 {
             // The checkpoints as they are now that nobody else can move them.
             if let Ok(again) = self.table.list().await {
                 leases = again;
@@ -766,6 +777,36 @@ impl Keeper {
             }
         }
         self.snapshot = leases;
+        self.finish_ended().await;
+    }
+
+    /// Held leases found at `SHARD_END` (handed over so by a previous owner) have nothing
+    /// to read: write their children and release them.
+    async fn finish_ended(&mut self) {
+        let ended: Vec<(String, u64)> = self
+            .held
+            .iter()
+            .filter(|(_, held)| held.reader.is_none() && held.written == Checkpoint::ShardEnd)
+            .map(|(key, held)| (key.clone(), held.counter))
+            .collect();
+        let listing = self.listing.borrow().clone();
+        for (key, counter) in ended {
+            let children = listing
+                .as_ref()
+                .map(|shards| decide::children(shards, &key))
+                .unwrap_or_default();
+            let written = self
+                .table
+                .checkpoint(&key, self.me(), counter, &Checkpoint::ShardEnd, &children)
+                .await;
+            match written {
+                Ok(()) => self.release(&key).await,
+                Err(LeaseError::Conflict { .. }) => {
+                    self.lose(&key, "another instance took the lease", false)
+                }
+                Err(error) => self.table_failed("writing a checkpoint", &error),
+            }
+        }
     }
 
     /// Starts a reader for every held lease whose shard may be read now.

@@ -99,6 +99,13 @@ fn spread(me: &str, key: &str) -> u64 {
 
 /// The leases to take or steal this round.
 pub fn claims(round: &Round<'_>) -> Vec<Claim> {
+    let (candidates, wanted) = candidates(round);
+    candidates.into_iter().take(wanted).collect()
+}
+
+/// Every lease worth trying this round in the order to try them, and how many of them to
+/// get: when another worker wins a race for one, the next is tried in the same round.
+pub fn candidates(round: &Round<'_>) -> (Vec<Claim>, usize) {
     let active: Vec<&Lease> = round
         .leases
         .iter()
@@ -128,21 +135,24 @@ pub fn claims(round: &Round<'_>) -> Vec<Claim> {
     let target = active.len().div_ceil(counts.len());
     let mine = counts[round.me].len();
     if mine >= target {
-        return Vec::new();
+        return (Vec::new(), 0);
     }
     available.sort_by_key(|lease| spread(round.me, &lease.key));
     if !available.is_empty() {
-        return available
-            .into_iter()
-            .take((target - mine).min(round.max_takes.max(1)))
-            .map(|lease| Claim::Take(lease.clone()))
-            .collect();
+        let wanted = (target - mine).min(round.max_takes.max(1));
+        return (
+            available
+                .into_iter()
+                .map(|lease| Claim::Take(lease.clone()))
+                .collect(),
+            wanted,
+        );
     }
     let most_loaded = counts
         .iter()
         .filter(|(owner, _)| owner.as_str() != round.me)
         .max_by(|a, b| a.1.len().cmp(&b.1.len()).then_with(|| b.0.cmp(a.0)));
-    match most_loaded {
+    let steal = match most_loaded {
         Some((_, leases)) if leases.len() >= mine + 2 => leases
             .iter()
             .filter(|lease| !round.excluded.contains(&lease.key))
@@ -150,7 +160,8 @@ pub fn claims(round: &Round<'_>) -> Vec<Claim> {
             .map(|lease| vec![Claim::Steal((*lease).clone())])
             .unwrap_or_default(),
         _ => Vec::new(),
-    }
+    };
+    (steal, 1)
 }
 
 /// Leases for the listed shards that have none. `tracked`: the shards with a lease before
