@@ -147,6 +147,8 @@ fn payload(record: &Record) -> String {
 /// A source instance that reads and acks everything, recording what it delivered.
 struct Instance {
     pid: u32,
+    /// While set, the instance takes nothing from the plugin (Conduit being slow).
+    paused: Arc<std::sync::atomic::AtomicBool>,
     stop: Option<oneshot::Sender<()>>,
     task: JoinHandle<()>,
 }
@@ -162,6 +164,8 @@ impl Instance {
         let source = RunningSource::start(&refs(&settings), None).await;
         let pid = source.plugin.child.id();
         let (stop, mut stop_rx) = oneshot::channel();
+        let paused = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let pause = paused.clone();
         let log = log.clone();
         let name = worker.to_string();
         let task = tokio::spawn(async move {
@@ -182,7 +186,10 @@ impl Instance {
             loop {
                 let step = tokio::select! {
                     _ = &mut stop_rx => Step::Stop,
-                    batch = source.next_batch(Duration::from_millis(200)) => Step::Batch(batch),
+                    _ = tokio::time::sleep(Duration::from_millis(100)),
+                        if pause.load(std::sync::atomic::Ordering::SeqCst) => Step::Batch(None),
+                    batch = source.next_batch(Duration::from_millis(200)),
+                        if !pause.load(std::sync::atomic::Ordering::SeqCst) => Step::Batch(batch),
                 };
                 match step {
                     Step::Batch(Some(records)) => {
@@ -221,6 +228,7 @@ impl Instance {
         });
         Instance {
             pid,
+            paused,
             stop: Some(stop),
             task,
         }
@@ -609,5 +617,131 @@ async fn lease_items_carry_kcl_attribute_names_and_types() {
     // Released at Teardown: no owner, counter raised.
     for item in harness.items().await {
         assert!(item.get("leaseOwner").is_none(), "{item}");
+    }
+}
+
+async fn open_shards(harness: &Harness) -> Vec<aws_sdk_kinesis::types::Shard> {
+    let client = support::kinesis_local::client_for(&harness.kl.endpoint);
+    let mut shards: Vec<_> = client
+        .list_shards()
+        .stream_name(&harness.stream)
+        .send()
+        .await
+        .expect("ListShards")
+        .shards
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|s| {
+            s.sequence_number_range
+                .as_ref()
+                .and_then(|r| r.ending_sequence_number.as_ref())
+                .is_none()
+        })
+        .collect();
+    shards.sort_by_key(|s| {
+        s.hash_key_range
+            .as_ref()
+            .unwrap()
+            .starting_hash_key
+            .parse::<u128>()
+            .unwrap()
+    });
+    shards
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn split_and_merge_while_three_instances_read_lose_nothing_and_keep_key_order() {
+    let harness = Harness::new(6).await;
+    let client = support::kinesis_local::client_for(&harness.kl.endpoint);
+    let log = Log::default();
+    let mut instances = Vec::new();
+    for worker in ["a", "b", "c"] {
+        instances.push(Instance::start(&harness, worker, &log).await);
+    }
+    harness
+        .wait_for(LEASE * 3, "2 leases each", |owners| {
+            balanced(owners, &["a", "b", "c"], 2)
+        })
+        .await;
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let producer = produce(&harness, 100, stop.clone());
+    tokio::time::sleep(Duration::from_secs(2)).await;
+
+    // The instance reading the shard to split falls behind: its children must still wait
+    // for the parent's SHARD_END, whoever holds them.
+    let shards = open_shards(&harness).await;
+    let parent_owner = harness.owners().await[&shards[0].shard_id].clone().unwrap();
+    let slow = ["a", "b", "c"]
+        .iter()
+        .position(|w| *w == parent_owner)
+        .unwrap();
+    instances[slow]
+        .paused
+        .store(true, std::sync::atomic::Ordering::SeqCst);
+    let range = shards[0].hash_key_range.as_ref().unwrap();
+    let start: u128 = range.starting_hash_key.parse().unwrap();
+    let end: u128 = range.ending_hash_key.parse().unwrap();
+    client
+        .split_shard()
+        .stream_name(&harness.stream)
+        .shard_to_split(&shards[0].shard_id)
+        .new_starting_hash_key((start + (end - start) / 2).to_string())
+        .send()
+        .await
+        .expect("SplitShard");
+    harness.kl.wait_stream_active(&harness.stream).await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    instances[slow]
+        .paused
+        .store(false, std::sync::atomic::Ordering::SeqCst);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+
+    // Merge the last two open shards (adjacent by hash range).
+    let shards = open_shards(&harness).await;
+    let n = shards.len();
+    client
+        .merge_shards()
+        .stream_name(&harness.stream)
+        .shard_to_merge(&shards[n - 2].shard_id)
+        .adjacent_shard_to_merge(&shards[n - 1].shard_id)
+        .send()
+        .await
+        .expect("MergeShards");
+    harness.kl.wait_stream_active(&harness.stream).await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    let written = producer.await.unwrap();
+    wait_delivered(&log, &written, Duration::from_secs(60)).await;
+    check_per_key_order(&log);
+
+    // Parents are at SHARD_END with their children named; children name their parents.
+    tokio::time::sleep(CHECKPOINT_INTERVAL * 3).await;
+    let items = harness.items().await;
+    assert_eq!(
+        items.len(),
+        9,
+        "6 shards, 2 split children, 1 merged child: {items:#?}"
+    );
+    let ended: Vec<&Value> = items
+        .iter()
+        .filter(|i| i["checkpoint"]["S"] == "SHARD_END")
+        .collect();
+    assert_eq!(ended.len(), 3, "{items:#?}");
+    for parent in &ended {
+        assert!(parent["childShardIds"]["SS"].is_array(), "{parent}");
+        assert!(parent.get("leaseOwner").is_none(), "released: {parent}");
+    }
+    let children: Vec<&Value> = items
+        .iter()
+        .filter(|i| i.get("parentShardId").is_some())
+        .collect();
+    assert_eq!(children.len(), 3, "{items:#?}");
+    eprintln!(
+        "{} records over the split and merge, {} repeated",
+        written.len(),
+        repeats(&log).len()
+    );
+    for instance in instances {
+        instance.stop_gracefully().await;
     }
 }

@@ -179,6 +179,7 @@ impl Coordinator {
             snapshot: Vec::new(),
             table_failures: FailureStreak::default(),
             handoffs: BTreeMap::new(),
+            ended_since: HashMap::new(),
         };
         Coordinator {
             tracks,
@@ -365,6 +366,8 @@ struct Keeper {
     snapshot: Vec<Lease>,
     table_failures: FailureStreak,
     handoffs: BTreeMap<String, HandOff>,
+    /// Since when each shard's `SHARD_END` has waited for a listing that names its children.
+    ended_since: HashMap<String, Instant>,
 }
 
 impl Keeper {
@@ -526,6 +529,18 @@ impl Keeper {
                 (Checkpoint::ShardEnd, Some(shards)) => decide::children(shards, &key),
                 _ => Vec::new(),
             };
+            // A closed shard has children; the listing may not show them yet (it is
+            // refreshed every discovery interval). Wait a few intervals for childShardIds.
+            if checkpoint == Checkpoint::ShardEnd && children.is_empty() {
+                let since = *self
+                    .ended_since
+                    .entry(key.clone())
+                    .or_insert_with(Instant::now);
+                if since.elapsed() < self.config.discovery_interval * 3 {
+                    continue;
+                }
+            }
+            self.ended_since.remove(&key);
             match self
                 .table
                 .checkpoint(&key, self.me(), counter, &checkpoint, &children)
