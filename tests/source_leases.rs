@@ -745,3 +745,154 @@ async fn split_and_merge_while_three_instances_read_lose_nothing_and_keep_key_or
         instance.stop_gracefully().await;
     }
 }
+
+/// Records in a `builtin:file` output, by `<shard>/<sequence number>`.
+fn file_keys(path: &std::path::Path) -> Vec<String> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|line| serde_json::from_str::<Value>(line).ok())
+        .map(|r| {
+            format!(
+                "{}/{}",
+                r["metadata"]["kinesis.shardId"].as_str().unwrap_or(""),
+                r["metadata"]["kinesis.sequenceNumber"]
+                    .as_str()
+                    .unwrap_or("")
+            )
+        })
+        .collect()
+}
+
+/// Puts `count` records; returns their `<shard>/<sequence number>`.
+async fn put_batch(harness: &Harness, from: usize, count: usize) -> Vec<String> {
+    let client = support::kinesis_local::client_for(&harness.kl.endpoint);
+    let entries: Vec<PutRecordsRequestEntry> = (from..from + count)
+        .map(|n| {
+            PutRecordsRequestEntry::builder()
+                .partition_key(format!("k{}", n % KEYS))
+                .data(Blob::new(format!("{n}").into_bytes()))
+                .build()
+                .unwrap()
+        })
+        .collect();
+    let answer = client
+        .put_records()
+        .stream_name(&harness.stream)
+        .set_records(Some(entries))
+        .send()
+        .await
+        .expect("PutRecords");
+    answer
+        .records
+        .iter()
+        .map(|r| {
+            format!(
+                "{}/{}",
+                r.shard_id.as_deref().unwrap(),
+                r.sequence_number.as_deref().unwrap()
+            )
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_real_conduit_instances_share_a_stream_through_the_lease_table() {
+    use support::conduit::{self, destination, pipeline_yaml, source, Conduit, ConduitHome, Db};
+    let Some(binary) = conduit::binary() else {
+        return;
+    };
+    let harness = Harness::new(12).await;
+    let mut sent = put_batch(&harness, 0, 240).await;
+    let out = tempfile::tempdir().unwrap();
+    let lease = format!("{}ms", LEASE.as_millis());
+    let checkpoint = format!("{}ms", CHECKPOINT_INTERVAL.as_millis());
+    let mut homes = Vec::new();
+    let mut conduits = Vec::new();
+    let mut files = Vec::new();
+    for i in 0..3 {
+        let file = out.path().join(format!("records-{i}.jsonl"));
+        // The same pipeline file on every instance but for the output path: the same
+        // connector ID, so the derived lease table is shared.
+        let settings = [
+            ("streamName", harness.stream.as_str()),
+            ("aws.url", harness.kl.endpoint.as_str()),
+            ("aws.region", "us-east-1"),
+            ("aws.accessKeyId", "test"),
+            ("aws.secretAccessKey", "test"),
+            ("readMode", "polling"),
+            ("polling.interval", "200ms"),
+            ("shardDiscoveryInterval", "1s"),
+            ("coordination", "dynamodb"),
+            ("coordination.url", harness.ddb.endpoint.as_str()),
+            ("coordination.leaseDuration", lease.as_str()),
+            ("coordination.checkpointInterval", checkpoint.as_str()),
+        ];
+        let yaml = pipeline_yaml(
+            "shared",
+            &[
+                source("kinesis", "standalone:kinesis", &settings),
+                destination("file", "builtin:file", &[("path", file.to_str().unwrap())]),
+            ],
+        );
+        let home = ConduitHome::new(&[("shared.yaml", yaml)]);
+        conduits.push(Conduit::start(&binary, &home, Db::Badger, &[]));
+        homes.push(home);
+        files.push(file);
+    }
+    for conduit in &conduits {
+        conduit.wait_for_status("shared", "STATUS_RUNNING", Duration::from_secs(60));
+    }
+    let table = "conduit-shared-kinesis-leases";
+    let started = Instant::now();
+    loop {
+        let items = harness.ddb.raw_scan(table).await;
+        let mut counts: BTreeMap<String, usize> = BTreeMap::new();
+        for item in &items {
+            if let Some(owner) = item["leaseOwner"]["S"].as_str() {
+                *counts.entry(owner.to_string()).or_default() += 1;
+            }
+        }
+        if counts.len() == 3 && counts.values().all(|&n| n == 4) {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "not 4/4/4 within 30 s: {counts:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    sent.extend(put_batch(&harness, 240, 240).await);
+    let started = Instant::now();
+    loop {
+        let delivered: usize = files.iter().map(|f| file_keys(f).len()).sum();
+        if delivered >= sent.len() {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "only {delivered} of {} records delivered",
+            sent.len()
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    for conduit in conduits {
+        let status = conduit.terminate(Duration::from_secs(60));
+        assert!(status.success(), "conduit exited with {status}");
+    }
+    let mut delivered: Vec<String> = files.iter().flat_map(|f| file_keys(f)).collect();
+    let per_instance: Vec<usize> = files.iter().map(|f| file_keys(f).len()).collect();
+    delivered.sort();
+    let mut expected = sent.clone();
+    expected.sort();
+    assert_eq!(
+        delivered, expected,
+        "every record exactly once across the three instances"
+    );
+    assert!(per_instance.iter().all(|&n| n > 0), "{per_instance:?}");
+    // Graceful stops released every lease.
+    for item in harness.ddb.raw_scan(table).await {
+        assert!(item.get("leaseOwner").is_none(), "{item}");
+    }
+    eprintln!("records per instance: {per_instance:?}");
+}
