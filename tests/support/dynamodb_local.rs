@@ -124,6 +124,18 @@ impl DynamoLocal {
         }
     }
 
+    /// Every item of `table`, raw; `None` while the table does not exist.
+    pub async fn try_raw_scan(&self, table: &str) -> Option<Vec<Value>> {
+        let answer = self
+            .call(
+                "Scan",
+                json!({ "TableName": table, "ConsistentRead": true }),
+            )
+            .await
+            .ok()?;
+        Some(answer["Items"].as_array().cloned().unwrap_or_default())
+    }
+
     /// Every item of `table`, raw.
     pub async fn raw_scan(&self, table: &str) -> Vec<Value> {
         let answer = self
