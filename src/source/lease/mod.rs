@@ -6,7 +6,8 @@
 //! * [`table`]: the [`LeaseTable`] seam (with [`memory`], an in-memory table for tests) and
 //!   [`dynamo`], the DynamoDB table through the connector's signed HTTP client.
 //! * [`decide`]: the decisions without I/O (expiry, balance, new leases, parents first).
-//! * [`coordinator`]: the keeper task and what the engine asks per record and per ack.
+//! * [`coordinator`]: what the engine asks per record and per ack; `keeper.rs`, the task
+//!   that renews, takes, checkpoints and releases leases and starts the readers.
 //! * [`position`]: the small position of a record in this mode.
 //!
 //! # Conduit's position and the lease table
@@ -30,6 +31,7 @@
 pub mod coordinator;
 pub mod decide;
 pub mod dynamo;
+mod keeper;
 #[cfg(test)]
 pub mod memory;
 pub mod position;
