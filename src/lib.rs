@@ -40,7 +40,9 @@ pub fn plugin() -> plugin::Plugin {
 /// use it.
 #[doc(hidden)]
 pub mod testing {
-    pub use crate::aws::signed::{parse_service_error, Protocol};
+    pub use crate::aws::signed::{
+        parse_service_error, HttpVersions, Protocol, ServiceEndpoint, SignedClient,
+    };
     pub use crate::aws::{cbor, KinesisConnection};
     pub use crate::cli::input::{read_rows, InputKind, Item};
     pub use crate::config::gosyntax::{

@@ -123,8 +123,71 @@ fn stream_params() -> Vec<Param> {
     ]
 }
 
-pub(crate) static SOURCE_PARAMS: LazyLock<Vec<Param>> =
-    LazyLock::new(|| [stream_params(), source_read_params(), aws_params()].concat());
+pub(crate) static SOURCE_PARAMS: LazyLock<Vec<Param>> = LazyLock::new(|| {
+    [
+        stream_params(),
+        source_read_params(),
+        coordination_params(),
+        aws_params(),
+    ]
+    .concat()
+});
+
+// Lease coordination (several instances sharing a stream, src/source/lease/).
+pub(crate) const COORDINATION: &str = "coordination";
+pub(crate) const COORDINATION_TABLE: &str = "coordination.table";
+pub(crate) const COORDINATION_WORKER_ID: &str = "coordination.workerId";
+pub(crate) const COORDINATION_LEASE_DURATION: &str = "coordination.leaseDuration";
+pub(crate) const COORDINATION_CHECKPOINT_INTERVAL: &str = "coordination.checkpointInterval";
+pub(crate) const COORDINATION_URL: &str = "coordination.url";
+pub(crate) const COORDINATION_TABLE_PATTERN: &str = "^[a-zA-Z0-9_.-]{3,255}$";
+
+fn coordination_params() -> Vec<Param> {
+    vec![
+        Param::new(
+            COORDINATION,
+            ParamType::String,
+            "`none`: this instance reads every shard. `dynamodb`: instances running the same pipeline \
+             share the shards through leases in a DynamoDB table (KCL's lease schema) and resume from the \
+             checkpoints kept there.",
+        )
+        .default("none")
+        .validations(&[Validation::Inclusion(&["none", "dynamodb"])]),
+        Param::new(
+            COORDINATION_TABLE,
+            ParamType::String,
+            "coordination=dynamodb: the lease table, created (on-demand capacity) when missing. Empty \
+             derives a stable name from the Conduit connector ID, so instances running the same pipeline \
+             share one table.",
+        )
+        .validations(&[Validation::Regex(COORDINATION_TABLE_PATTERN)]),
+        Param::new(
+            COORDINATION_WORKER_ID,
+            ParamType::String,
+            "coordination=dynamodb: this instance's name in the lease table (leaseOwner). Empty uses the \
+             host name plus a random suffix per process start.",
+        ),
+        Param::new(
+            COORDINATION_LEASE_DURATION,
+            ParamType::Duration,
+            "coordination=dynamodb: a lease not renewed for this long is taken over by another instance \
+             (renewed every third of it; at least 1s).",
+        )
+        .default("10s"),
+        Param::new(
+            COORDINATION_CHECKPOINT_INTERVAL,
+            ParamType::Duration,
+            "coordination=dynamodb: most often a shard's checkpoint (its last record Conduit acknowledged) \
+             is written; after a crash at most this much is read again.",
+        )
+        .default("1s"),
+        Param::new(
+            COORDINATION_URL,
+            ParamType::String,
+            "coordination=dynamodb: DynamoDB endpoint to use instead of AWS's (like aws.url for Kinesis).",
+        ),
+    ]
+}
 
 // Source-only parameter names. startFromLatest is the Go connector's.
 pub(crate) const START_FROM_LATEST: &str = "startFromLatest";

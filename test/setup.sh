@@ -2,7 +2,8 @@
 # Prepares everything the integration tests need. Idempotent; callable from any
 # working directory. Prints one line per step on success.
 #
-#   1. kinesis-local (npm, pinned in test/kinesis-local/package-lock.json)
+#   1. kinesis-local (npm, pinned in test/kinesis-local/package-lock.json) and dynalite
+#      (npm, pinned in test/dynamodb-local/package-lock.json)
 #   2. .tools/bin/goplugin-host (Go; launches the plugin through hashicorp/go-plugin
 #      exactly like Conduit v0.19.0 does)
 #   3. .tools/bin/conduit v0.19.0 and .tools/bin/conduit-connector-kinesis-go (the Go
@@ -59,6 +60,22 @@ if [[ "${kl_stale}" == 1 ]]; then
   say "kinesis-local ${want_kl} installed (npm ci in test/kinesis-local)"
 else
   say "kinesis-local ${want_kl} up to date"
+fi
+
+# --- 1b. dynalite (DynamoDB-compatible, for the lease coordination tests) -----
+# npm, pinned in test/dynamodb-local/package-lock.json; reinstalled when the lock changes.
+dl_dir="${repo_root}/test/dynamodb-local"
+dl_hidden_lock="${dl_dir}/node_modules/.package-lock.json"
+if [[ ! -f "${dl_dir}/node_modules/dynalite/cli.js" || ! -f "${dl_hidden_lock}" \
+      || "${dl_dir}/package-lock.json" -nt "${dl_hidden_lock}" ]]; then
+  if ! npm_out="$(cd "${dl_dir}" && npm ci --no-audit --no-fund --loglevel=error 2>&1)"; then
+    printf '%s\n' "${npm_out}" >&2
+    die "npm ci in test/dynamodb-local failed"
+  fi
+  touch "${dl_hidden_lock}"
+  say "dynalite installed (npm ci in test/dynamodb-local)"
+else
+  say "dynalite up to date"
 fi
 
 # --- 2. goplugin-host --------------------------------------------------------

@@ -33,6 +33,7 @@ use super::StreamRef;
 
 const JSON_CONTENT_TYPE: &str = "application/x-amz-json-1.1";
 const CBOR_CONTENT_TYPE: &str = "application/x-amz-cbor-1.1";
+const JSON10_CONTENT_TYPE: &str = "application/x-amz-json-1.0";
 /// The SDK's default connect timeout.
 const CONNECT_TIMEOUT: Duration = Duration::from_millis(3100);
 /// Credentials are refreshed this long before they expire.
@@ -40,7 +41,7 @@ const REFRESH_BEFORE_EXPIRY: Duration = Duration::from_secs(300);
 
 /// Which HTTP versions a client speaks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum HttpVersions {
+pub enum HttpVersions {
     /// HTTP/1.1 on a pool of connections (PutRecords: calls are independent).
     Http1,
     /// HTTP/2 when TLS negotiates it (AWS requires it for SubscribeToShard), else HTTP/1.1
@@ -99,7 +100,7 @@ impl Resource<'_> {
 
 /// Why a request got no answer from the service.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum RequestFailure {
+pub enum RequestFailure {
     /// The request could not be built or signed (credentials, configuration).
     Local,
     /// No answer: connection refused or lost, credentials provider unreachable.
@@ -108,7 +109,7 @@ pub(crate) enum RequestFailure {
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{message}")]
-pub(crate) struct RequestError {
+pub struct RequestError {
     pub failure: RequestFailure,
     pub message: String,
 }
@@ -204,8 +205,35 @@ struct Endpoint {
     signing_name: String,
 }
 
+/// An endpoint of a service other than Kinesis (DynamoDB for the source's lease table).
+#[derive(Debug)]
+pub struct ServiceEndpoint(Endpoint);
+
+impl ServiceEndpoint {
+    /// `url` signed for `signing_name` in `region`.
+    pub fn new(url: &str, region: &str, signing_name: &str) -> Result<Self, String> {
+        let uri: http::Uri = url
+            .parse()
+            .map_err(|e| format!("{url:?} is not a valid URL: {e}"))?;
+        let host = uri
+            .authority()
+            .map(|a| a.as_str().to_string())
+            .ok_or_else(|| format!("{url:?} has no host"))?;
+        Ok(ServiceEndpoint(Endpoint {
+            uri,
+            host,
+            signing_region: region.to_string(),
+            signing_name: signing_name.to_string(),
+        }))
+    }
+
+    pub fn url(&self) -> String {
+        self.0.uri.to_string()
+    }
+}
+
 /// Signs and sends Kinesis calls. Cheap to share.
-pub(crate) struct SignedClient {
+pub struct SignedClient {
     http: HttpClient<hyper_rustls::HttpsConnector<HttpConnector>, Full<Bytes>>,
     credentials: CredentialCache,
     region: String,
@@ -228,7 +256,7 @@ impl std::fmt::Debug for SignedClient {
 impl SignedClient {
     /// A client for the region, credentials and endpoint settings of `sdk_config`;
     /// `endpoint_override` as resolved for Kinesis (`aws.url`, or the SDK's configured one).
-    pub(crate) fn new(
+    pub fn new(
         sdk_config: &SdkConfig,
         endpoint_override: Option<String>,
         versions: HttpVersions,
@@ -308,6 +336,35 @@ impl SignedClient {
         error
     }
 
+    /// Signs and sends `body`, the AWS JSON 1.0 input of `target` (e.g.
+    /// `DynamoDB_20120810.Scan`), to another service's `endpoint` with this client's
+    /// credentials and region.
+    pub async fn send_json10(
+        &self,
+        endpoint: &ServiceEndpoint,
+        target: &'static str,
+        body: Vec<u8>,
+    ) -> Result<http::Response<Incoming>, RequestError> {
+        let credentials = self.credentials.get().await?;
+        let request = self.signed_request_for(
+            target,
+            target,
+            JSON10_CONTENT_TYPE,
+            &endpoint.0,
+            credentials,
+            body,
+        )?;
+        self.http.request(request).await.map_err(|e| RequestError {
+            failure: RequestFailure::Transport,
+            message: describe_transport_error(target, &e),
+        })
+    }
+
+    /// The region requests are signed for.
+    pub fn region(&self) -> &str {
+        &self.region
+    }
+
     fn signed_request(
         &self,
         operation: &'static str,
@@ -316,15 +373,34 @@ impl SignedClient {
         credentials: Credentials,
         body: Vec<u8>,
     ) -> Result<http::Request<Full<Bytes>>, RequestError> {
+        let target = format!("Kinesis_20131202.{operation}");
+        self.signed_request_for(
+            operation,
+            &target,
+            protocol.content_type(),
+            endpoint,
+            credentials,
+            body,
+        )
+    }
+
+    fn signed_request_for(
+        &self,
+        operation: &str,
+        target: &str,
+        content_type: &str,
+        endpoint: &Endpoint,
+        credentials: Credentials,
+        body: Vec<u8>,
+    ) -> Result<http::Request<Full<Bytes>>, RequestError> {
         let local = |message: String| RequestError {
             failure: RequestFailure::Local,
             message,
         };
-        let target = format!("Kinesis_20131202.{operation}");
         let content_length = body.len().to_string();
         let headers = [
-            ("content-type", protocol.content_type()),
-            ("x-amz-target", target.as_str()),
+            ("content-type", content_type),
+            ("x-amz-target", target),
             ("host", endpoint.host.as_str()),
             ("content-length", content_length.as_str()),
         ];

@@ -42,11 +42,25 @@ pub(crate) struct RecordsPage {
 /// error ends it too.
 pub(crate) type EventStream = BoxStream<'static, Result<SubscriptionEvent, SubscribeError>>;
 
+/// A shard's hash key range, when known.
+pub(crate) type HashRange = Option<(String, String)>;
+
 /// Reading the shards of one stream.
 #[async_trait]
 pub(crate) trait ShardApi: Send + Sync + 'static {
     /// Every shard of the stream (every ListShards page).
     async fn list_shards(&self) -> Result<Vec<ShardInfo>, ApiError>;
+
+    /// Every shard with its hash key range (`StartingHashKey`, `EndingHashKey`), for lease
+    /// items; the default knows no ranges.
+    async fn list_shards_with_ranges(&self) -> Result<Vec<(ShardInfo, HashRange)>, ApiError> {
+        Ok(self
+            .list_shards()
+            .await?
+            .into_iter()
+            .map(|shard| (shard, None))
+            .collect())
+    }
 
     /// A shard iterator starting at `start`; `None` when there is none to give (a closed
     /// shard with nothing left).
@@ -103,6 +117,15 @@ where
 #[async_trait]
 impl ShardApi for AwsShards {
     async fn list_shards(&self) -> Result<Vec<ShardInfo>, ApiError> {
+        Ok(self
+            .list_shards_with_ranges()
+            .await?
+            .into_iter()
+            .map(|(shard, _)| shard)
+            .collect())
+    }
+
+    async fn list_shards_with_ranges(&self) -> Result<Vec<(ShardInfo, HashRange)>, ApiError> {
         let mut shards = Vec::new();
         let mut next_token: Option<String> = None;
         loop {
@@ -124,16 +147,23 @@ impl ShardApi for AwsShards {
                 ),
             })?;
             for shard in page.shards.unwrap_or_default() {
-                shards.push(ShardInfo {
-                    closed: shard
-                        .sequence_number_range
-                        .as_ref()
-                        .and_then(|r| r.ending_sequence_number.as_ref())
-                        .is_some(),
-                    id: shard.shard_id,
-                    parent: shard.parent_shard_id,
-                    adjacent_parent: shard.adjacent_parent_shard_id,
-                });
+                let range = shard
+                    .hash_key_range
+                    .as_ref()
+                    .map(|r| (r.starting_hash_key.clone(), r.ending_hash_key.clone()));
+                shards.push((
+                    ShardInfo {
+                        closed: shard
+                            .sequence_number_range
+                            .as_ref()
+                            .and_then(|r| r.ending_sequence_number.as_ref())
+                            .is_some(),
+                        id: shard.shard_id,
+                        parent: shard.parent_shard_id,
+                        adjacent_parent: shard.adjacent_parent_shard_id,
+                    },
+                    range,
+                ));
             }
             match page.next_token {
                 Some(token) if !token.is_empty() => next_token = Some(token),

@@ -10,6 +10,7 @@ use tokio::task::JoinHandle;
 
 use super::api::ShardApi;
 use super::health::ReadHealth;
+use super::lease::{Coordinator, LeaseConfig, LeaseTable};
 use super::lineage;
 use super::plan::{Action, Planner};
 use super::position::{Position, PositionEncoder, ShardProgress};
@@ -40,41 +41,88 @@ pub(crate) struct Engine {
     batch_delay: Duration,
     events: Mutex<mpsc::Receiver<ShardEvent>>,
     encoder: std::sync::Mutex<PositionEncoder>,
-    coordinator: JoinHandle<()>,
+    /// Without coordination: the task that lists shards and runs the readers.
+    coordinator: Option<JoinHandle<()>>,
+    /// With lease coordination (`coordination=dynamodb`): this instance's share of the shards.
+    leases: Option<Coordinator>,
 }
 
 impl Drop for Engine {
     fn drop(&mut self) {
-        self.coordinator.abort();
+        if let Some(coordinator) = &self.coordinator {
+            coordinator.abort();
+        }
     }
 }
 
 impl Engine {
     pub(crate) fn start(config: EngineConfig, position: Position) -> Engine {
-        let (events_tx, events_rx) = mpsc::channel(config.buffer_size.max(1));
-        let encoder = PositionEncoder::new(&config.stream_name, &position);
-        let context = Arc::new(ReaderContext {
-            api: config.api,
-            deaggregate: config.deaggregate,
-            events: events_tx,
-            closed: Arc::new(RwLock::new(HashMap::new())),
-            health: ReadHealth::default(),
-        });
-        let coordinator = tokio::spawn(coordinate(
+        let (mut engine, context) = Self::prepare(&config, &position);
+        engine.coordinator = Some(tokio::spawn(coordinate(
             context,
             config.mode,
             config.initial,
             config.discovery_interval,
             position,
+        )));
+        engine
+    }
+
+    /// Reads only the shards whose leases this instance holds in `table`
+    /// (`coordination=dynamodb`, see [`super::lease`]); the table is the source of truth for
+    /// where each shard resumes, and record positions name their shard only.
+    pub(crate) fn start_coordinated(
+        config: EngineConfig,
+        table: Arc<dyn LeaseTable>,
+        lease_config: LeaseConfig,
+    ) -> Engine {
+        let position = Position::new(config.stream_name.clone());
+        let (mut engine, context) = Self::prepare(&config, &position);
+        engine.leases = Some(Coordinator::start(
+            table,
+            lease_config,
+            context,
+            config.mode,
         ));
-        Engine {
-            stream_name: config.stream_name,
+        engine
+    }
+
+    fn prepare(config: &EngineConfig, position: &Position) -> (Engine, Arc<ReaderContext>) {
+        let (events_tx, events_rx) = mpsc::channel(config.buffer_size.max(1));
+        let encoder = PositionEncoder::new(&config.stream_name, position);
+        let context = Arc::new(ReaderContext {
+            api: config.api.clone(),
+            deaggregate: config.deaggregate,
+            events: events_tx,
+            closed: Arc::new(RwLock::new(HashMap::new())),
+            health: ReadHealth::default(),
+        });
+        let engine = Engine {
+            stream_name: config.stream_name.clone(),
             unwrap_opencdc: config.unwrap_opencdc,
             batch_size: config.batch_size.max(1),
             batch_delay: config.batch_delay,
             events: Mutex::new(events_rx),
             encoder: std::sync::Mutex::new(encoder),
-            coordinator,
+            coordinator: None,
+            leases: None,
+        };
+        (engine, context)
+    }
+
+    /// Conduit acknowledged these records. Only lease coordination needs to know (its
+    /// checkpoints); otherwise positions are self-contained.
+    pub(crate) fn ack(&self, positions: &[Vec<u8>]) {
+        if let Some(leases) = &self.leases {
+            leases.ack(positions);
+        }
+    }
+
+    /// Stops reading for good: with lease coordination, writes the final checkpoints and
+    /// releases the leases (waiting at most `timeout`).
+    pub(crate) async fn shutdown(&self, timeout: Duration) {
+        if let Some(leases) = &self.leases {
+            leases.shutdown(timeout).await;
         }
     }
 
@@ -110,6 +158,9 @@ impl Engine {
 
     /// Folds one event into the position; a record event becomes an OpenCDC record.
     fn apply(&self, event: ShardEvent) -> Option<Record> {
+        if let Some(leases) = &self.leases {
+            return self.apply_leased(leases, event);
+        }
         let mut encoder = self.encoder.lock().unwrap_or_else(|e| e.into_inner());
         match event {
             ShardEvent::Record { shard, record } => {
@@ -147,6 +198,38 @@ impl Engine {
             }
             ShardEvent::Forget { shard } => {
                 encoder.remove(&shard);
+                None
+            }
+        }
+    }
+}
+
+impl Engine {
+    /// [`Engine::apply`] under lease coordination: records of shards this instance no longer
+    /// holds are dropped, and each position names only its record.
+    fn apply_leased(&self, leases: &Coordinator, event: ShardEvent) -> Option<Record> {
+        match event {
+            ShardEvent::Record { shard, record } => {
+                let position = leases.position_for(&shard, &record)?;
+                Some(to_opencdc(
+                    &self.stream_name,
+                    &shard,
+                    record,
+                    position,
+                    self.unwrap_opencdc,
+                ))
+            }
+            ShardEvent::Progress { shard, sequence } => {
+                leases.progressed(&shard, &sequence);
+                None
+            }
+            ShardEvent::Finished { shard } => {
+                leases.finished(&shard);
+                None
+            }
+            // Sent by the coordinator after a lost shard's reader stopped.
+            ShardEvent::Forget { shard } => {
+                leases.drained(&shard);
                 None
             }
         }

@@ -9,6 +9,7 @@ pub(crate) mod eventstream;
 #[cfg(test)]
 pub(crate) mod fake;
 pub(crate) mod health;
+pub(crate) mod lease;
 pub(crate) mod lineage;
 pub(crate) mod plan;
 pub(crate) mod position;
@@ -26,6 +27,7 @@ use crate::plugin::env::PluginEnv;
 use crate::plugin::{BoxError, Connector, RawConfig, Record, Source};
 use api::AwsShards;
 use engine::{Engine, EngineConfig};
+use lease::LeaseTable as _;
 use position::{Position, Saved};
 use reader::Mode;
 use settings::{derived_consumer_name, ConsumerChoice, ReadMode, SourceSettings};
@@ -127,6 +129,55 @@ async fn reading_mode(
     })
 }
 
+/// How long Teardown may take to write the final checkpoints and release the leases.
+const LEASE_RELEASE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+impl KinesisSource {
+    /// The lease table (created when missing) and how coordination runs.
+    async fn lease_table(
+        &self,
+        settings: &SourceSettings,
+        coordination: &lease::DynamoSettings,
+        connection: &KinesisConnection,
+    ) -> Result<(Arc<dyn lease::LeaseTable>, lease::LeaseConfig), SourceError> {
+        let name = coordination
+            .table
+            .clone()
+            .unwrap_or_else(|| lease::derived_table_name(self.connector_id.as_deref()));
+        let client = aws::signed::SignedClient::new(
+            &connection.sdk_config,
+            None,
+            aws::signed::HttpVersions::Http1,
+        )
+        .map_err(|detail| {
+            SourceError::from(LifecycleError::from(aws::AwsError::HttpClient { detail }))
+        })?;
+        let table = lease::dynamo::DynamoLeaseTable::new(
+            client,
+            coordination.url.as_deref(),
+            name.clone(),
+            coordination.lease_duration,
+        )
+        .map_err(SourceError::Coordination)?;
+        table.ensure().await.map_err(|error| {
+            SourceError::Coordination(format!("the lease table {name:?} cannot be used: {error}"))
+        })?;
+        let worker_id = coordination
+            .worker_id
+            .clone()
+            .unwrap_or_else(lease::default_worker_id);
+        tracing::info!(table = %name, worker = %worker_id, "lease table ready");
+        let config = lease::LeaseConfig {
+            worker_id,
+            lease_duration: coordination.lease_duration,
+            checkpoint_interval: coordination.checkpoint_interval,
+            initial: settings.initial,
+            discovery_interval: settings.discovery_interval,
+        };
+        Ok((Arc::new(table), config))
+    }
+}
+
 /// Source failures the user sees.
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum SourceError {
@@ -138,6 +189,8 @@ pub(crate) enum SourceError {
     Consumer(#[from] consumer::ConsumerError),
     #[error("reading stopped: {0}")]
     Read(String),
+    #[error("coordination=dynamodb: {0}")]
+    Coordination(String),
 }
 
 #[async_trait::async_trait]
@@ -150,7 +203,9 @@ impl Connector for KinesisSource {
     }
 
     async fn teardown(&mut self) -> Result<(), BoxError> {
-        self.engine = None;
+        if let Some(engine) = self.engine.take() {
+            engine.shutdown(LEASE_RELEASE_TIMEOUT).await;
+        }
         Ok(())
     }
 
@@ -191,6 +246,27 @@ impl Source for KinesisSource {
             .ok_or(LifecycleError::NotConfigured("Open"))
             .map_err(SourceError::from)?;
         let stream_name = settings.connection.stream.name.clone();
+        if let lease::CoordinationSettings::DynamoDb(coordination) = &settings.coordination {
+            if let Some(bytes) = &position {
+                tracing::info!(
+                    position_bytes = bytes.len(),
+                    "coordination=dynamodb: the saved position is not used to resume; every \
+                     shard resumes from its checkpoint in the lease table"
+                );
+            }
+            let (connection, summary) = settings
+                .connection
+                .open()
+                .await
+                .map_err(|e| SourceError::from(LifecycleError::from(e)))?;
+            let default_name = derived_consumer_name(self.connector_id.as_deref());
+            let config = engine_config(&settings, &connection, &summary.arn, &default_name).await?;
+            let (table, lease_config) = self
+                .lease_table(&settings, coordination, &connection)
+                .await?;
+            self.engine = Some(Engine::start_coordinated(config, table, lease_config));
+            return Ok(());
+        }
         let position = match position {
             Some(bytes) => {
                 match Position::decode_saved(&bytes, &stream_name).map_err(SourceError::from)? {
@@ -239,8 +315,12 @@ impl Source for KinesisSource {
         }
     }
 
-    async fn ack(&self, _positions: Vec<Vec<u8>>) -> Result<(), BoxError> {
-        // Positions are self-contained; Conduit persists the last acked one.
+    async fn ack(&self, positions: Vec<Vec<u8>>) -> Result<(), BoxError> {
+        // Without coordination positions are self-contained and Conduit persists the last
+        // acked one; with it, acks move the checkpoints in the lease table.
+        if let Some(engine) = &self.engine {
+            engine.ack(&positions);
+        }
         Ok(())
     }
 }

@@ -46,6 +46,8 @@ pub(crate) struct SourceSettings {
     pub buffer_size: usize,
     pub batch_size: usize,
     pub batch_delay: Duration,
+    /// `coordination.*`: whether instances share the shards through a lease table.
+    pub coordination: super::lease::CoordinationSettings,
 }
 
 /// Kinesis ends every subscription after five minutes.
@@ -170,6 +172,7 @@ impl SourceSettings {
             ));
         }
         let batch_delay = duration(values, SDK_BATCH_DELAY, &mut errors);
+        let coordination = super::lease::CoordinationSettings::from_values(values, &mut errors);
 
         if let Some(error) = ConfigError::from_many(errors) {
             return Err(error);
@@ -190,6 +193,7 @@ impl SourceSettings {
                 n => n as usize,
             },
             batch_delay,
+            coordination,
         })
     }
 }

@@ -14,6 +14,7 @@
 pub mod capture_server;
 pub mod conduit;
 pub mod destination;
+pub mod dynamodb_local;
 pub mod fault_proxy;
 pub mod goplugin_host;
 pub mod kinesis_local;

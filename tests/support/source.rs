@@ -94,6 +94,18 @@ impl RunningSource {
         out
     }
 
+    /// The next batch, or `None` when none arrives within `wait` (the stream failing or
+    /// ending counts as none).
+    pub async fn next_batch(&mut self, wait: Duration) -> Option<Vec<Record>> {
+        if !self.buffered.is_empty() {
+            return Some(self.buffered.drain(..).collect());
+        }
+        match tokio::time::timeout(wait, self.records.message()).await {
+            Ok(Ok(Some(next))) => Some(next.records),
+            _ => None,
+        }
+    }
+
     pub async fn ack(&self, positions: Vec<Vec<u8>>) {
         self.acks
             .send(source::run::Request {

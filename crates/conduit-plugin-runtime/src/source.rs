@@ -191,7 +191,16 @@ impl SourcePlugin for SourceService {
             {
                 reader.abort();
             }
-            run.acker.abort();
+            // Acks Conduit sent before Teardown still reach the connector (a source that
+            // checkpoints them at Teardown needs every one); the acker ends by itself when
+            // Conduit closes the stream.
+            let mut acker = run.acker;
+            if tokio::time::timeout(TEARDOWN_GRACE, &mut acker)
+                .await
+                .is_err()
+            {
+                acker.abort();
+            }
         }
         shared_calls::teardown(&self.connector).await?;
         Ok(Response::new(source::teardown::Response {}))
