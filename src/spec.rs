@@ -142,6 +142,7 @@ pub const SUBSCRIPTION_IDLE_TIMEOUT: &str = "subscription.idleTimeout";
 pub const DEAGGREGATE: &str = "deaggregate";
 pub const UNWRAP_OPENCDC: &str = "unwrapOpenCDC";
 pub const BUFFER_SIZE: &str = "bufferSize";
+pub const LAG_LOG_INTERVAL: &str = "lagLogInterval";
 pub const CONSUMER_NAME_PATTERN: &str = "^[a-zA-Z0-9_.-]{1,128}$";
 pub const CONSUMER_ARN_PATTERN: &str =
     "^arn:aws[a-z-]*:kinesis:[a-z0-9-]+:[0-9]{12}:stream/[a-zA-Z0-9_.-]{1,128}/consumer/[a-zA-Z0-9_.-]{1,128}:[0-9]{1,20}$";
@@ -254,6 +255,14 @@ fn source_read_params() -> Vec<Param> {
         )
         .default("10000")
         .validations(&[Validation::GreaterThan(0.0)]),
+        Param::new(
+            LAG_LOG_INTERVAL,
+            ParamType::Duration,
+            "How often one info line reports how far behind the newest records reading is \
+             (Kinesis' MillisBehindLatest): the largest and the median lag over the shards read, \
+             their count and the shard furthest behind. 0 turns it off.",
+        )
+        .default("1m"),
         Param::new(
             SDK_BATCH_SIZE,
             ParamType::Int,

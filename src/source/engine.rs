@@ -10,6 +10,7 @@ use tokio::task::JoinHandle;
 
 use super::api::ShardApi;
 use super::health::ReadHealth;
+use super::lag::{self, LagBoard};
 use super::lineage;
 use super::plan::{Action, Planner};
 use super::position::{Position, PositionEncoder, ShardProgress};
@@ -31,6 +32,8 @@ pub struct EngineConfig {
     pub batch_size: usize,
     pub batch_delay: Duration,
     pub discovery_interval: Duration,
+    /// How often the read lag is logged; zero: never.
+    pub lag_log_interval: Duration,
 }
 
 pub struct Engine {
@@ -40,12 +43,17 @@ pub struct Engine {
     batch_delay: Duration,
     events: Mutex<mpsc::Receiver<ShardEvent>>,
     encoder: std::sync::Mutex<PositionEncoder>,
+    lag: LagBoard,
     coordinator: JoinHandle<()>,
+    lag_reporter: Option<JoinHandle<()>>,
 }
 
 impl Drop for Engine {
     fn drop(&mut self) {
         self.coordinator.abort();
+        if let Some(reporter) = &self.lag_reporter {
+            reporter.abort();
+        }
     }
 }
 
@@ -59,6 +67,15 @@ impl Engine {
             events: events_tx,
             closed: Arc::new(RwLock::new(HashMap::new())),
             health: ReadHealth::default(),
+            lag: LagBoard::default(),
+        });
+        let lag = context.lag.clone();
+        let lag_reporter = (!config.lag_log_interval.is_zero()).then(|| {
+            tokio::spawn(lag::report(
+                lag.clone(),
+                config.stream_name.clone(),
+                config.lag_log_interval,
+            ))
         });
         let coordinator = tokio::spawn(coordinate(
             context,
@@ -74,8 +91,15 @@ impl Engine {
             batch_delay: config.batch_delay,
             events: Mutex::new(events_rx),
             encoder: std::sync::Mutex::new(encoder),
+            lag,
             coordinator,
+            lag_reporter,
         }
+    }
+
+    /// The readers' lag, kept current while the engine runs.
+    pub fn lag_board(&self) -> LagBoard {
+        self.lag.clone()
     }
 
     /// Waits for at least one record and returns up to the batch size. Cancel-safe in the

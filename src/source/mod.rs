@@ -9,6 +9,7 @@ pub mod eventstream;
 #[cfg(test)]
 pub mod fake;
 pub mod health;
+pub mod lag;
 pub mod lineage;
 pub mod plan;
 pub mod position;
@@ -85,6 +86,7 @@ pub async fn engine_config(
         batch_size: settings.batch_size,
         batch_delay: settings.batch_delay,
         discovery_interval: settings.discovery_interval,
+        lag_log_interval: settings.lag_log_interval,
     })
 }
 
