@@ -30,15 +30,24 @@
 //!    round), once as Conduit starts them and once pinned to one core (`taskset`), the bench
 //!    process on the other.
 //!
+//! 4. **Shard count** (`source_parts/shards.rs`): the plugin reading 1, 64 and 512 bench
+//!    endpoint shards at once: CPU per record, position bytes per record, peak RSS; with
+//!    `SOURCE_BENCH_BEFORE_PLUGIN=<path of another plugin build>` that build too, in the same
+//!    rounds, for before/after ratios.
+//!
+//! Sequence numbers of the bench endpoint are laid out like AWS' ([`seq_bases`]), so shards
+//! differ from each other as they do on Kinesis; positions' sizes depend on that.
+//!
 //! Measured per scenario: records, records/s (wall), CPU seconds per 100k records of the
 //! measured process (utime+stime from /proc/<pid>/stat) and its peak RSS (VmHWM).
 //!
 //! Environment knobs: `SOURCE_BENCH_RECORDS` (ceiling, per round, default 300000),
 //! `SOURCE_BENCH_WARMUP` (50000), `SOURCE_BENCH_ROUNDS` (5; the table shows the median round), `SOURCE_BENCH_EVENT_RECORDS` (records per event, 500), `SOURCE_BENCH_ONLY=ceiling|
-//! drain|flow` (comma-separated), `SOURCE_BENCH_SKIP_BASELINE=1` (profiling),
+//! drain|flow|shards` (comma-separated), `SOURCE_BENCH_SKIP_BASELINE=1` (profiling),
 //! `SOURCE_BENCH_SKIP_KINESIS_LOCAL=1`, `SOURCE_BENCH_DRAIN_RECORDS` (8000),
 //! `SOURCE_BENCH_FLOW_PER_SHARD` (300), `SOURCE_BENCH_FLOW_SECS` (20),
-//! `SOURCE_BENCH_FLOW_ENDPOINT_SECS` (10), `SOURCE_BENCH_NO_PIN=1` (no pinned ceiling runs).
+//! `SOURCE_BENCH_FLOW_ENDPOINT_SECS` (10), `SOURCE_BENCH_NO_PIN=1` (no pinned ceiling runs); the shard count
+//! scenario's own knobs are in `source_parts/shards.rs`.
 
 #[path = "common/mod.rs"]
 mod common;
@@ -71,6 +80,9 @@ use tokio_stream::wrappers::ReceiverStream;
 #[path = "../tests/support/mod.rs"]
 mod support;
 
+#[path = "source_parts/shards.rs"]
+mod shards;
+
 use support::kinesis_local::KinesisLocal;
 use support::plugin::PluginProcess;
 
@@ -83,10 +95,15 @@ const SHARD: &str = "shardId-000000000000";
 const ACCOUNT: &str = "000000000000";
 /// Kinesis record payload size in every scenario.
 const RECORD_SIZE: usize = 1024;
-/// Sequence numbers of the bench endpoint: 56 digits like Kinesis, the last
-/// [`SEQ_COUNTER_DIGITS`] of them the record's index in the shard.
-const SEQ_PREFIX: &str = "49660000000000000000000000000000000000000001";
-const SEQ_COUNTER_DIGITS: usize = 12;
+/// Sequence numbers of the bench endpoint are laid out like those of Kinesis (see
+/// [`seq_base`]); the record's index in its shard is the record counter field, which starts
+/// [`SEQ_COUNTER_SHIFT`] bits up. Records of one shard differ in the last
+/// [`SEQ_COUNTER_DIGITS`] decimal digits only (checked when the bases are made).
+const SEQ_COUNTER_DIGITS: usize = 36;
+const SEQ_COUNTER_SHIFT: u32 = 80;
+/// The most records a shard serves (the flow-control backlog) and the most shards.
+const SEQ_MAX_COUNTER: u64 = 1 << 28;
+const MAX_SHARDS: usize = 1024;
 /// Longest wait for any single answer (a batch, an RPC, a child step).
 const STEP_TIMEOUT: Duration = Duration::from_secs(60);
 /// Slow reader of the flow-control scenario: pause after every batch, and records per batch.
@@ -233,17 +250,77 @@ fn initial_response_message() -> Vec<u8> {
     )
 }
 
-fn seq(counter: u64) -> String {
-    format!("{SEQ_PREFIX}{counter:0width$}", width = SEQ_COUNTER_DIGITS)
+/// A shard's sequence number with counter 0, split into the digits all its records share and
+/// the value of the rest.
+struct SeqBase {
+    top: String,
+    low: u128,
 }
 
-/// The index encoded in a bench endpoint sequence number.
-fn seq_counter(sequence: &str) -> Option<u64> {
-    sequence.strip_prefix(SEQ_PREFIX)?.parse().ok()
+/// Sequence numbers as AWS and kinesis-local write them, in hex: version 2, the shard's
+/// creation time (9 digits), the shard index (1), a record counter (16), a byte (2), the
+/// arrival time (9), the shard index (8) and 2. 56 decimal digits, like Kinesis'; shards of one
+/// stream share the high bytes only, which matters for the size of positions.
+fn seq_bases() -> &'static [SeqBase] {
+    static BASES: std::sync::OnceLock<Vec<SeqBase>> = std::sync::OnceLock::new();
+    BASES.get_or_init(|| {
+        let created: u64 = 1_767_225_600;
+        (0..MAX_SHARDS)
+            .map(|shard| {
+                let hex = format!(
+                    "02{created:09x}{:x}{:016x}00{:09x}{shard:08x}2",
+                    shard % 16,
+                    0,
+                    created + 60 + (shard as u64 % 7)
+                );
+                let bytes: Vec<u8> = (0..hex.len())
+                    .step_by(2)
+                    .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).expect("hex"))
+                    .collect();
+                let text = conduit_connector_kinesis::testing::unpack_sequence(&bytes);
+                assert_eq!(text.len(), 56, "{text}");
+                let (top, low) = text.split_at(56 - SEQ_COUNTER_DIGITS);
+                let base = SeqBase {
+                    top: top.to_string(),
+                    low: low.parse().expect("digits"),
+                };
+                let highest = base.low + (u128::from(SEQ_MAX_COUNTER) << SEQ_COUNTER_SHIFT);
+                assert!(
+                    highest < 10u128.pow(SEQ_COUNTER_DIGITS as u32),
+                    "shard {shard}: counters would carry into the shared digits"
+                );
+                base
+            })
+            .collect()
+    })
 }
 
-fn write_counter_digits(out: &mut [u8], counter: u64) {
-    let mut v = counter;
+fn seq(shard: usize, counter: u64) -> String {
+    let base = &seq_bases()[shard];
+    format!(
+        "{}{:0width$}",
+        base.top,
+        base.low + (u128::from(counter) << SEQ_COUNTER_SHIFT),
+        width = SEQ_COUNTER_DIGITS
+    )
+}
+
+/// The index encoded in a bench endpoint sequence number of `shard`.
+fn seq_counter(shard: usize, sequence: &str) -> Option<u64> {
+    let base = seq_bases().get(shard)?;
+    let low: u128 = sequence.strip_prefix(base.top.as_str())?.parse().ok()?;
+    let offset = low.checked_sub(base.low)?;
+    (offset & ((1u128 << SEQ_COUNTER_SHIFT) - 1) == 0)
+        .then_some((offset >> SEQ_COUNTER_SHIFT) as u64)
+}
+
+/// The index of `shardId-000000000123`.
+fn shard_index(shard: &str) -> Option<usize> {
+    shard.strip_prefix("shardId-")?.parse().ok()
+}
+
+fn write_counter_digits(out: &mut [u8], shard: usize, counter: u64) {
+    let mut v = seq_bases()[shard].low + (u128::from(counter) << SEQ_COUNTER_SHIFT);
     for slot in out.iter_mut().rev() {
         *slot = b'0' + (v % 10) as u8;
         v /= 10;
@@ -287,7 +364,7 @@ impl Payloads {
 
 /// An event message with records `first..first + n`, and the offsets (in the message) of the
 /// counter digits of every sequence number in it, the continuation's last.
-fn build_event(payloads: &Payloads, first: u64, n: usize) -> (Vec<u8>, Vec<usize>) {
+fn build_event(payloads: &Payloads, shard: usize, first: u64, n: usize) -> (Vec<u8>, Vec<usize>) {
     let mut json = Vec::with_capacity(n * (RECORD_SIZE * 4 / 3 + 160) + 200);
     let mut digit_offsets = Vec::with_capacity(n + 1);
     json.extend_from_slice(b"{\"Records\":[");
@@ -297,8 +374,8 @@ fn build_event(payloads: &Payloads, first: u64, n: usize) -> (Vec<u8>, Vec<usize
             json.push(b',');
         }
         json.extend_from_slice(b"{\"SequenceNumber\":\"");
-        digit_offsets.push(json.len() + SEQ_PREFIX.len());
-        json.extend_from_slice(seq(counter).as_bytes());
+        digit_offsets.push(json.len() + 56 - SEQ_COUNTER_DIGITS);
+        json.extend_from_slice(seq(shard, counter).as_bytes());
         let _ = write!(
             VecWriter(&mut json),
             "\",\"ApproximateArrivalTimestamp\":1767225600.123,\"Data\":\"{}\",\"PartitionKey\":\"pk-{:06}\"}}",
@@ -307,9 +384,9 @@ fn build_event(payloads: &Payloads, first: u64, n: usize) -> (Vec<u8>, Vec<usize
         );
     }
     json.extend_from_slice(b"],\"ContinuationSequenceNumber\":\"");
-    digit_offsets.push(json.len() + SEQ_PREFIX.len());
+    digit_offsets.push(json.len() + 56 - SEQ_COUNTER_DIGITS);
     let last = (first + n as u64).saturating_sub(1);
-    json.extend_from_slice(seq(last).as_bytes());
+    json.extend_from_slice(seq(shard, last).as_bytes());
     json.extend_from_slice(b"\",\"MillisBehindLatest\":0}");
     let message = encode_message(&EVENT_HEADERS, &json);
     // The payload starts after the prelude and the headers.
@@ -345,11 +422,12 @@ struct EventTemplate {
     /// for the bytes after them, and which record it belongs to (the continuation: the last).
     windows: Vec<(usize, u32, u64)>,
     records: u64,
+    shard: usize,
 }
 
 impl EventTemplate {
-    fn new(payloads: &Payloads, n: usize) -> EventTemplate {
-        let (message, offsets) = build_event(payloads, 0, n);
+    fn new(payloads: &Payloads, shard: usize, n: usize) -> EventTemplate {
+        let (message, offsets) = build_event(payloads, shard, 0, n);
         let header_len = format!("{:x}\r\n", message.len()).len();
         let message_len = message.len();
         let chunk = chunk(&message);
@@ -372,6 +450,7 @@ impl EventTemplate {
             message_len,
             windows,
             records: n as u64,
+            shard,
         }
     }
 
@@ -381,7 +460,7 @@ impl EventTemplate {
         let mut digits = [0u8; SEQ_COUNTER_DIGITS];
         let mut delta = [0u8; SEQ_COUNTER_DIGITS];
         for &(offset, factor, index) in &self.windows {
-            write_counter_digits(&mut digits, first + index);
+            write_counter_digits(&mut digits, self.shard, first + index);
             let current = &mut self.chunk[offset..offset + SEQ_COUNTER_DIGITS];
             if current == digits {
                 continue;
@@ -404,14 +483,21 @@ fn self_test(payloads: &Payloads, per_event: usize) -> Result<(), String> {
     if crc32(b"123456789") != 0xCBF4_3926 {
         return Err("CRC32 check value mismatch".into());
     }
-    let mut template = EventTemplate::new(payloads, per_event);
-    for first in [1u64, 999, 123_456_789, 500] {
-        let patched = template.set_first(first).to_vec();
-        let (message, _) = build_event(payloads, first, per_event);
-        if patched != chunk(&message) {
-            return Err(format!(
-                "the patched event for first={first} differs from a full encoding"
-            ));
+    for shard in [0, 7, MAX_SHARDS - 1] {
+        let mut template = EventTemplate::new(payloads, shard, per_event);
+        for first in [1u64, 999, 123_456_789, 500] {
+            let patched = template.set_first(first).to_vec();
+            let (message, _) = build_event(payloads, shard, first, per_event);
+            if patched != chunk(&message) {
+                return Err(format!(
+                    "the patched event for shard {shard}, first={first} differs from a full encoding"
+                ));
+            }
+            if seq_counter(shard, &seq(shard, first)) != Some(first) {
+                return Err(format!(
+                    "sequence numbers of shard {shard} do not parse back"
+                ));
+            }
         }
     }
     Ok(())
@@ -553,8 +639,8 @@ fn consumer_json(name: &str) -> String {
 enum Answer {
     /// A JSON response.
     Json(&'static str, String),
-    /// An event stream starting at this record index.
-    Subscribe(u64),
+    /// An event stream of this shard starting at this record index.
+    Subscribe(usize, u64),
 }
 
 fn answer(head: &Head, body: &[u8], shared: &EndpointShared) -> Answer {
@@ -576,17 +662,20 @@ fn answer(head: &Head, body: &[u8], shared: &EndpointShared) -> Answer {
                 .and_then(|p| p.get("Type"))
                 .and_then(|v| v.as_str())
                 .unwrap_or("");
+            let shard = shard_index(&text("ShardId"))
+                .filter(|&i| i < shared.shards)
+                .unwrap_or(0);
             let at = position
                 .and_then(|p| p.get("SequenceNumber"))
                 .and_then(|v| v.as_str())
-                .and_then(seq_counter);
+                .and_then(|s| seq_counter(shard, s));
             let start = match (kind, at) {
                 ("AFTER_SEQUENCE_NUMBER", Some(c)) => c + 1,
                 ("AT_SEQUENCE_NUMBER", Some(c)) => c,
                 ("LATEST", _) => shared.total,
                 _ => 0,
             };
-            Answer::Subscribe(start.min(shared.total))
+            Answer::Subscribe(shard, start.min(shared.total))
         }
         "DescribeStreamSummary" => {
             stats.other_calls.fetch_add(1, Ordering::Relaxed);
@@ -621,7 +710,7 @@ fn answer(head: &Head, body: &[u8], shared: &EndpointShared) -> Answer {
                          \"EndingHashKey\":\"{high}\"}},\
                          \"SequenceNumberRange\":{{\"StartingSequenceNumber\":\"{}\"}}}}",
                         shard_id(i),
-                        seq(0)
+                        seq(i, 0)
                     )
                 })
                 .collect();
@@ -712,9 +801,9 @@ async fn serve_connection(mut socket: TcpStream, shared: Arc<EndpointShared>) {
                 break;
             }
             match answer(head, &buf[*head_len..total], &shared) {
-                Answer::Subscribe(start) => {
+                Answer::Subscribe(shard, start) => {
                     // The connection carries the event stream until the client goes away.
-                    stream_events(socket, start, shared).await;
+                    stream_events(socket, shard, start, shared).await;
                     return;
                 }
                 Answer::Json(status, body) => {
@@ -744,7 +833,12 @@ async fn serve_connection(mut socket: TcpStream, shared: Arc<EndpointShared>) {
 
 /// Writes the event stream: the initial response, events with records `start..total` as fast
 /// as the socket takes them, then an empty event per second.
-async fn stream_events(mut socket: TcpStream, start: u64, shared: Arc<EndpointShared>) {
+async fn stream_events(
+    mut socket: TcpStream,
+    shard: usize,
+    start: u64,
+    shared: Arc<EndpointShared>,
+) {
     let head = "HTTP/1.1 200 OK\r\nContent-Type: application/vnd.amazon.eventstream\r\n\
                 Transfer-Encoding: chunked\r\nx-amzn-RequestId: bench\r\n\r\n";
     let mut first = head.as_bytes().to_vec();
@@ -753,14 +847,14 @@ async fn stream_events(mut socket: TcpStream, start: u64, shared: Arc<EndpointSh
         return;
     }
     let stats = &shared.stats;
-    let mut template = EventTemplate::new(&shared.payloads, shared.per_event);
+    let mut template = EventTemplate::new(&shared.payloads, shard, shared.per_event);
     let mut next = start;
     while next < shared.total {
         let n = (shared.total - next).min(template.records);
         let written = if n == template.records {
             socket.write_all(template.set_first(next)).await
         } else {
-            let (message, _) = build_event(&shared.payloads, next, n as usize);
+            let (message, _) = build_event(&shared.payloads, shard, next, n as usize);
             socket.write_all(&chunk(&message)).await
         };
         if written.is_err() {
@@ -770,7 +864,7 @@ async fn stream_events(mut socket: TcpStream, start: u64, shared: Arc<EndpointSh
         stats.records_sent.fetch_add(n, Ordering::Relaxed);
         stats.events_sent.fetch_add(1, Ordering::Relaxed);
     }
-    let idle = chunk(&empty_event(&seq(next.saturating_sub(1))));
+    let idle = chunk(&empty_event(&seq(shard, next.saturating_sub(1))));
     loop {
         tokio::time::sleep(Duration::from_secs(1)).await;
         if socket.write_all(&idle).await.is_err() {
@@ -894,7 +988,7 @@ impl Checker {
                     Some(n) => n,
                     None => next.entry(shard.to_string()).or_default(),
                 };
-                match seq_counter(sequence) {
+                match shard_index(shard).and_then(|i| seq_counter(i, sequence)) {
                     None => {
                         problems.unknown += 1;
                         problems.note(format!("unknown sequence number {sequence:?}"));
@@ -983,6 +1077,9 @@ struct Plan {
     watch_pid: Option<u32>,
     /// CPU mask (`taskset`) the plugin's threads are pinned to right after it started.
     pin_mask: Option<&'static str>,
+    /// Another build of the plugin than this one's, and variables added to its environment.
+    binary: Option<std::path::PathBuf>,
+    extra_env: Vec<(String, String)>,
 }
 
 struct Driven {
@@ -997,6 +1094,8 @@ struct Driven {
     open_secs: f64,
     /// Whether the measurement ended because the record count was reached.
     complete: bool,
+    /// Bytes of the positions of the measured records.
+    position_bytes: u64,
 }
 
 async fn run_plugin(
@@ -1005,7 +1104,12 @@ async fn run_plugin(
     problems: &mut Problems,
     tck: f64,
 ) -> Result<Driven, String> {
-    let plugin = PluginProcess::start_with(&[]).await;
+    let mut env = support::plugin::run_env();
+    env.extend(plan.extra_env.iter().cloned());
+    let plugin = match &plan.binary {
+        Some(binary) => PluginProcess::start_binary(binary, &env).await,
+        None => PluginProcess::start(&env).await,
+    };
     if let Some(mask) = plan.pin_mask {
         pin(plugin.child.id(), mask)?;
     }
@@ -1077,6 +1181,7 @@ async fn drive(
     let deadline = started + plan.time_limit;
     let mut received = 0u64;
     let mut batches = 0u64;
+    let mut position_bytes = 0u64;
     let mut last_position: Vec<u8> = Vec::new();
     // (time, ticks, received) when the measurement started.
     let mut start: Option<(Instant, u64, u64)> =
@@ -1114,6 +1219,9 @@ async fn drive(
         for record in &message.records {
             checker.check(record, problems);
             positions.push(record.position.clone());
+        }
+        if start.is_some() {
+            position_bytes += positions.iter().map(|p| p.len() as u64).sum::<u64>();
         }
         received += message.records.len() as u64;
         last_position = positions.last().cloned().unwrap_or_default();
@@ -1214,6 +1322,7 @@ async fn drive(
         watch_cpu_secs,
         open_secs,
         complete,
+        position_bytes,
     })
 }
 
@@ -1319,7 +1428,7 @@ fn baseline_child(args: &[String]) -> ExitCode {
             count += event.records.len() as u64;
             // A cheap check that nothing was lost or repeated.
             if let Some(last) = event.records.last() {
-                if seq_counter(&last.sequence_number) != Some(count - 1) {
+                if seq_counter(0, &last.sequence_number) != Some(count - 1) {
                     return Err(format!(
                         "record {} arrived as record number {count}",
                         last.sequence_number
@@ -1511,6 +1620,8 @@ struct Row {
 }
 
 struct Report {
+    /// Tables of their own, printed after the main one.
+    tables: Vec<String>,
     rows: Vec<Row>,
     notes: Vec<String>,
     /// Records lost or duplicated: the only reason to fail.
@@ -1567,6 +1678,7 @@ fn run() -> Result<(), String> {
         .build()
         .map_err(|e| format!("driver runtime: {e}"))?;
     let mut report = Report {
+        tables: Vec::new(),
         rows: Vec::new(),
         notes: Vec::new(),
         failures: Vec::new(),
@@ -1596,6 +1708,9 @@ fn run() -> Result<(), String> {
     }
     if want("flow") {
         runtime.block_on(flow_endpoint(&mut report, per_event, tck));
+    }
+    if want("shards") {
+        shards::shard_scale(&runtime, &mut report, tck);
     }
 
     // --- report -------------------------------------------------------------------------------
@@ -1632,6 +1747,10 @@ fn run() -> Result<(), String> {
                 );
             }
         }
+    }
+    for table in &report.tables {
+        println!();
+        println!("{table}");
     }
     println!();
     for note in &report.notes {
@@ -1789,6 +1908,8 @@ fn ceiling(
                 time_limit: Duration::from_secs(180),
                 watch_pid: None,
                 pin_mask: measured_mask,
+                binary: None,
+                extra_env: Vec::new(),
             };
             let mut checker = Checker::Counter {
                 next: HashMap::new(),
@@ -2019,6 +2140,8 @@ async fn drain(report: &mut Report, tck: f64) {
             time_limit: Duration::from_secs(90),
             watch_pid: Some(kl.pid()),
             pin_mask: None,
+            binary: None,
+            extra_env: Vec::new(),
         };
         let mut checker = Checker::known(written.clone());
         let mut problems = Problems::default();
@@ -2197,6 +2320,8 @@ async fn slow_run(
         time_limit: Duration::from_secs(secs + 30),
         watch_pid,
         pin_mask: None,
+        binary: None,
+        extra_env: Vec::new(),
     };
     let mut problems = Problems::default();
     let result = run_plugin(&plan, &mut checker, &mut problems, tck).await;

@@ -58,6 +58,7 @@ pub mod testing {
     pub use crate::source::deaggregate::{deaggregate, is_aggregated, UserRecord, MAGIC};
     pub use crate::source::eventstream::{encode_message, Message, MessageBuffer};
     pub use crate::source::position::{Position, ShardProgress};
+    pub use crate::source::sequence::unpack as unpack_sequence;
     pub use crate::source::subscribe::{parse_event, StartingPoint, Subscriber};
     pub use crate::spec::{destination_params, markdown_table, source_params};
 }

@@ -205,6 +205,7 @@ pub(crate) const SUBSCRIPTION_IDLE_TIMEOUT: &str = "subscription.idleTimeout";
 pub(crate) const DEAGGREGATE: &str = "deaggregate";
 pub(crate) const UNWRAP_OPENCDC: &str = "unwrapOpenCDC";
 pub(crate) const BUFFER_SIZE: &str = "bufferSize";
+pub(crate) const LAG_LOG_INTERVAL: &str = "lagLogInterval";
 pub(crate) const CONSUMER_NAME_PATTERN: &str = "^[a-zA-Z0-9_.-]{1,128}$";
 pub(crate) const CONSUMER_ARN_PATTERN: &str =
     "^arn:aws[a-z-]*:kinesis:[a-z0-9-]+:[0-9]{12}:stream/[a-zA-Z0-9_.-]{1,128}/consumer/[a-zA-Z0-9_.-]{1,128}:[0-9]{1,20}$";
@@ -317,6 +318,14 @@ fn source_read_params() -> Vec<Param> {
         )
         .default("10000")
         .validations(&[Validation::GreaterThan(0.0)]),
+        Param::new(
+            LAG_LOG_INTERVAL,
+            ParamType::Duration,
+            "How often one info line reports how far behind the newest records reading is \
+             (Kinesis' MillisBehindLatest): the largest and the median lag over the shards read, \
+             their count and the shard furthest behind. 0 turns it off.",
+        )
+        .default("1m"),
         Param::new(
             SDK_BATCH_SIZE,
             ParamType::Int,

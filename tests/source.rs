@@ -566,3 +566,48 @@ async fn latest_start_reads_only_new_records_even_after_a_reshard() {
         source.teardown().await;
     }
 }
+
+#[tokio::test]
+async fn read_lag_is_logged_every_lag_log_interval() {
+    let kl = KinesisLocal::start().await;
+    let stream = unique_stream_name("lag");
+    kl.create_stream(&stream, 2).await;
+    let client = kl.client().await;
+    put_numbered(&client, &stream, 0, 20, 8).await;
+    let s = settings(&kl, &stream, &[("lagLogInterval", "1s")]);
+    let mut source = RunningSource::start(&refs(&s), None).await;
+    source.records(20, Duration::from_secs(30)).await;
+
+    // After a second or two: one info line for the source with the summary's fields.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let line = loop {
+        let found = source.plugin.stderr().into_iter().rev().find_map(|line| {
+            let value: serde_json::Value = serde_json::from_str(&line).ok()?;
+            let message = value["@message"].as_str()?;
+            (message.starts_with("read lag") && value["shards_reporting"] == 2).then_some(value)
+        });
+        if let Some(value) = found {
+            break value;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no read lag line with both shards within 10 s; stderr:\n{}",
+            source.plugin.stderr().join("\n")
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_eq!(line["@level"], "info", "{line}");
+    assert_eq!(line["stream"], stream.as_str(), "{line}");
+    assert_eq!(line["shards"], 2, "{line}");
+    let max = line["max_behind_ms"].as_i64().expect("max_behind_ms");
+    let median = line["median_behind_ms"].as_i64().expect("median_behind_ms");
+    assert!(0 <= median && median <= max, "{line}");
+    let furthest = line["furthest_shard"].as_str().expect("furthest_shard");
+    assert!(furthest.starts_with("shardId-"), "{line}");
+    let message = line["@message"].as_str().unwrap();
+    assert!(
+        message.contains("median") && message.contains("2 shards"),
+        "{line}"
+    );
+    source.teardown().await;
+}

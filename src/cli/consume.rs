@@ -56,8 +56,10 @@ Options:
                           runs at the same time need different names
   --deregister            fanout: deregister the consumer when done
   --discovery-interval D  how often the shard list is refreshed to find new shards (default 5s)
-  --progress              report progress on stderr once a second (default: only when stderr
-                          is a terminal)
+  --progress              report progress on stderr once a second: records, rate and how far
+                          behind the newest records reading is (largest and median
+                          MillisBehindLatest, the shard furthest behind, shards read)
+                          (default: only when stderr is a terminal)
   -v, --verbose           log more of the connector's work on stderr (-vv: debug)
 
 Ctrl-C stops cleanly (exit status 0). A summary goes to stderr, never to stdout.
@@ -275,9 +277,18 @@ async fn consume(options: Options) -> ExitCode {
     );
 
     let counters = Arc::new(Counters::default());
-    let progress = Progress::start(options.progress, counters.clone(), |records, _, rate| {
-        format!("consume: {records} records, {}", rate_text(rate))
-    });
+    let lag = engine.lag_board();
+    let progress = Progress::start(
+        options.progress,
+        counters.clone(),
+        move |records, _, rate| {
+            format!(
+                "consume: {records} records, {}, {}",
+                rate_text(rate),
+                lag.summary()
+            )
+        },
+    );
     let started = Instant::now();
     let deadline = options.duration.map(|d| tokio::time::Instant::now() + d);
     let mut out = Output::new();

@@ -10,6 +10,7 @@ use tokio::task::JoinHandle;
 
 use super::api::ShardApi;
 use super::health::ReadHealth;
+use super::lag::{self, LagBoard};
 use super::lease::{Coordinator, LeaseConfig, LeaseTable};
 use super::lineage;
 use super::plan::{Action, Planner};
@@ -32,6 +33,8 @@ pub(crate) struct EngineConfig {
     pub batch_size: usize,
     pub batch_delay: Duration,
     pub discovery_interval: Duration,
+    /// How often the read lag is logged; zero: never.
+    pub lag_log_interval: Duration,
 }
 
 pub(crate) struct Engine {
@@ -45,12 +48,17 @@ pub(crate) struct Engine {
     coordinator: Option<JoinHandle<()>>,
     /// With lease coordination (`coordination=dynamodb`): this instance's share of the shards.
     leases: Option<Coordinator>,
+    lag: LagBoard,
+    lag_reporter: Option<JoinHandle<()>>,
 }
 
 impl Drop for Engine {
     fn drop(&mut self) {
         if let Some(coordinator) = &self.coordinator {
             coordinator.abort();
+        }
+        if let Some(reporter) = &self.lag_reporter {
+            reporter.abort();
         }
     }
 }
@@ -96,6 +104,15 @@ impl Engine {
             events: events_tx,
             closed: Arc::new(RwLock::new(HashMap::new())),
             health: ReadHealth::default(),
+            lag: LagBoard::default(),
+        });
+        let lag = context.lag.clone();
+        let lag_reporter = (!config.lag_log_interval.is_zero()).then(|| {
+            tokio::spawn(lag::report(
+                lag.clone(),
+                config.stream_name.clone(),
+                config.lag_log_interval,
+            ))
         });
         let engine = Engine {
             stream_name: config.stream_name.clone(),
@@ -106,6 +123,8 @@ impl Engine {
             encoder: std::sync::Mutex::new(encoder),
             coordinator: None,
             leases: None,
+            lag,
+            lag_reporter,
         };
         (engine, context)
     }
@@ -124,6 +143,11 @@ impl Engine {
         if let Some(leases) = &self.leases {
             leases.shutdown(timeout).await;
         }
+    }
+
+    /// The readers' lag, kept current while the engine runs.
+    pub(crate) fn lag_board(&self) -> LagBoard {
+        self.lag.clone()
     }
 
     /// Waits for at least one record and returns up to the batch size. Cancel-safe in the

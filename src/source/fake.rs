@@ -232,8 +232,10 @@ impl FakeStream {
                         0 => shard.base_sequence.clone(),
                         n => shard.records[n - 1].sequence.clone(),
                     };
+                    let behind = shard.records.len() - *index;
                     return Some(SubscriptionEvent {
                         records,
+                        millis_behind_latest: Some(if behind == 0 { 0 } else { 1000 }),
                         continuation: (!at_end).then_some(continuation),
                         child_shards: if at_end {
                             shard.children.clone()
@@ -398,6 +400,7 @@ mod tests {
                 batch_size: 8,
                 batch_delay: Duration::ZERO,
                 discovery_interval: Duration::from_millis(100),
+                lag_log_interval: Duration::ZERO,
             },
             position,
         )

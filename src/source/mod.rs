@@ -9,6 +9,7 @@ pub(crate) mod eventstream;
 #[cfg(test)]
 pub(crate) mod fake;
 pub(crate) mod health;
+pub(crate) mod lag;
 pub(crate) mod lease;
 pub(crate) mod lineage;
 pub(crate) mod plan;
@@ -87,6 +88,7 @@ pub(crate) async fn engine_config(
         batch_size: settings.batch_size,
         batch_delay: settings.batch_delay,
         discovery_interval: settings.discovery_interval,
+        lag_log_interval: settings.lag_log_interval,
     })
 }
 

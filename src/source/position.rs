@@ -6,6 +6,14 @@
 //! has read from, including closed shards read to their end ([`ShardProgress::Finished`]), so
 //! that their children may be read after a restart.
 //!
+//! # Binary formats
+//!
+//! This connector writes format **version 2** ([`v2`]): the same layout as version 1 below,
+//! except that a shard's sequence number is written as the bytes in which it differs from the
+//! previous shard's, which halves positions of streams with many shards (about 12 bytes per
+//! shard at 512 shards instead of 27). Positions of version 1, which earlier connector versions
+//! wrote, are still read ([`Position::encode_v1`] writes them, for tests).
+//!
 //! # Binary format, version 1
 //!
 //! All integers are unsigned LEB128 varints (7 bits per byte, low bits first, minimal length).
@@ -40,7 +48,7 @@
 //! 128 bytes). A non-standard shard id costs its length + 1 to 2 bytes instead of the 1 to 3
 //! byte header.
 //!
-//! The version byte keeps the high nibble `0xA`: `0xA2`..`0xAF` are future versions, which this
+//! The version byte keeps the high nibble `0xA`: `0xA3`..`0xAF` are future versions, which this
 //! connector rejects with [`PositionError::UnsupportedVersion`] (version 15 is reserved to
 //! introduce a longer version field). Anything else is [`PositionError::Malformed`] for
 //! [`Position::decode`].
@@ -60,7 +68,7 @@
 //! Shards are written in `BTreeMap` order and every field has exactly one encoding (minimal
 //! varints, minimal sequence bytes, the compact form whenever an id is standard), so equal
 //! states give equal bytes and [`Position::decode`] accepts only bytes [`Position::encode`]
-//! produces. Positions of different records differ: every record moves its own shard's progress
+//! (or, for version 1, [`Position::encode_v1`]) produces. Positions of different records differ: every record moves its own shard's progress
 //! strictly forward (a higher sequence number, or a higher sub-sequence within one aggregated
 //! Kinesis record) and progress never moves back, so no two records of one run share a state.
 //! Conduit's `Stop` draining compares positions with `bytes.Equal` (conduit-protocol.md §4.3),
@@ -68,19 +76,24 @@
 //!
 //! # Hot path
 //!
-//! [`PositionEncoder`] keeps the encoded shard entries in one buffer and rewrites only the
-//! entry of the shard that advanced, so a position per record costs one shard entry plus one
-//! copy of the buffer.
+//! [`PositionEncoder`] ([`encoder`]) keeps the encoded shard entries in one buffer and
+//! rewrites only the entry of the shard that advanced (and of the next one, written relative
+//! to it), so a position per record costs two shard entries plus one copy of the buffer.
+
+mod encoder;
+mod v2;
 
 use std::collections::BTreeMap;
-use std::ops::Bound;
 
 use super::sequence;
+pub(crate) use encoder::PositionEncoder;
 
 /// Magic nibble (high 4 bits of the first byte).
 const MAGIC: u8 = 0xA0;
-/// The format version this connector writes and reads.
-pub(crate) const VERSION: u8 = 1;
+/// The format version this connector writes; it reads this one and [`VERSION_1`].
+pub(crate) const VERSION: u8 = 2;
+/// The format version connector versions before [`VERSION`] wrote.
+pub(crate) const VERSION_1: u8 = 1;
 
 const TAG_AFTER: u64 = 0;
 const TAG_AFTER_SUB: u64 = 1;
@@ -243,7 +256,7 @@ pub enum PositionError {
     /// Written by a newer connector version in a format this version does not know.
     #[error(
         "the source position has format version {found}, but this connector version reads \
-         position format version {supported} only: upgrade the connector"
+         position format versions 1 to {supported} only: upgrade the connector"
     )]
     UnsupportedVersion { found: u8, supported: u8 },
     /// A valid position of another stream.
@@ -267,27 +280,60 @@ impl Position {
         }
     }
 
-    /// The bytes handed to Conduit (format in the module docs).
+    /// The bytes handed to Conduit: format version 2 ([`v2`]).
     pub fn encode(&self) -> Vec<u8> {
-        let mut body = Vec::with_capacity(self.shards.len() * 28);
+        let mut body = Vec::with_capacity(self.shards.len() * 16);
+        let mut previous: Option<Vec<u8>> = None;
         for (id, progress) in &self.shards {
-            encode_shard(&mut body, id, progress);
+            let packed = match progress {
+                ShardProgress::After { sequence, .. } => sequence::pack(sequence),
+                ShardProgress::Finished => Vec::new(),
+            };
+            v2::encode_entry(&mut body, id, progress, &packed, previous.as_deref());
+            if matches!(progress, ShardProgress::After { .. }) {
+                previous = Some(packed);
+            }
         }
-        assemble(&encode_prefix(&self.stream), self.shards.len(), &body)
+        assemble(
+            &encode_prefix(&self.stream, VERSION),
+            self.shards.len(),
+            &body,
+        )
     }
 
-    /// Parses a position written by [`Position::encode`] (or [`PositionEncoder::encode`]).
+    /// The bytes of format version 1, which connector versions before format version 2
+    /// wrote (format in the module docs). Kept to check that those positions are still read.
+    pub fn encode_v1(&self) -> Vec<u8> {
+        let mut body = Vec::with_capacity(self.shards.len() * 28);
+        for (id, progress) in &self.shards {
+            encode_shard_v1(&mut body, id, progress);
+        }
+        assemble(
+            &encode_prefix(&self.stream, VERSION_1),
+            self.shards.len(),
+            &body,
+        )
+    }
+
+    /// Parses a position of format version 1 or 2, as [`Position::encode_v1`] and
+    /// [`Position::encode`] (or [`PositionEncoder::encode`]) write them; only those exact
+    /// bytes are accepted.
     ///
     /// Conduit may hand over an empty position where there is none; callers should treat
     /// empty bytes like no position before calling this, which rejects them.
     pub fn decode(bytes: &[u8]) -> Result<Position, PositionError> {
+        Position::decode_versioned(bytes).map(|(position, _)| position)
+    }
+
+    /// [`Position::decode`], also returning the format version the bytes were written in.
+    pub fn decode_versioned(bytes: &[u8]) -> Result<(Position, u8), PositionError> {
         let mut r = Reader { bytes, offset: 0 };
         let first = r.byte("empty position")?;
         if first & 0xF0 != MAGIC {
             return Err(r.malformed_at(0, "unknown format"));
         }
-        match first & 0x0F {
-            VERSION => {}
+        let version = match first & 0x0F {
+            v @ (VERSION_1 | VERSION) => v,
             0 => return Err(r.malformed_at(0, "unknown format")),
             found => {
                 return Err(PositionError::UnsupportedVersion {
@@ -295,72 +341,30 @@ impl Position {
                     supported: VERSION,
                 })
             }
-        }
+        };
 
         let stream = r.string("truncated in the stream name")?.to_owned();
         let count = r.varint("truncated in the shard count")?;
         let mut shards = BTreeMap::new();
-        let mut previous: Option<String> = None;
+        let mut previous_id: Option<String> = None;
+        let mut previous_sequence: Option<Vec<u8>> = None;
         for _ in 0..count {
             let start = r.offset;
-            let header = r.varint("truncated in a shard header")?;
-            let tag = (header >> 1) & 0b11;
-            let value = header >> 3;
-            let id = if header & 1 == 0 {
-                if value >= 10u64.pow(STANDARD_DIGITS as u32) {
-                    return Err(r.malformed_at(start, "shard number out of range"));
-                }
-                format!("{STANDARD_PREFIX}{value:0width$}", width = STANDARD_DIGITS)
+            let (id, progress) = if version == VERSION_1 {
+                decode_shard_v1(&mut r)?
             } else {
-                let len = usize::try_from(value)
-                    .map_err(|_| r.malformed_at(start, "shard id length out of range"))?;
-                let raw = r.take(len, "truncated in a shard id")?;
-                let id = std::str::from_utf8(raw)
-                    .map_err(|_| r.malformed_at(start, "shard id is not UTF-8"))?;
-                if id.is_empty() || standard_number(id).is_some() {
-                    return Err(r.malformed_at(start, "non-canonical shard id"));
-                }
-                id.to_owned()
+                v2::decode_entry(&mut r, &mut previous_sequence)?
             };
-            if previous.as_deref().is_some_and(|p| p >= id.as_str()) {
+            if previous_id.as_deref().is_some_and(|p| p >= id.as_str()) {
                 return Err(r.malformed_at(start, "shards out of order"));
             }
-
-            let progress = match tag {
-                TAG_AFTER | TAG_AFTER_SUB => {
-                    let seq_start = r.offset;
-                    let len = r.varint("truncated in a sequence number")?;
-                    if len > sequence::MAX_PACKED_LEN as u64 {
-                        return Err(r.malformed_at(seq_start, "sequence number too long"));
-                    }
-                    let packed = r.take(len as usize, "truncated in a sequence number")?;
-                    if packed.first() == Some(&0) {
-                        return Err(r.malformed_at(seq_start, "non-canonical sequence number"));
-                    }
-                    let seq = sequence::unpack(packed);
-                    if !sequence::is_valid(&seq) {
-                        return Err(r.malformed_at(seq_start, "invalid sequence number"));
-                    }
-                    let sub_sequence = if tag == TAG_AFTER_SUB {
-                        Some(r.varint("truncated in a sub-sequence number")?)
-                    } else {
-                        None
-                    };
-                    ShardProgress::After {
-                        sequence: seq,
-                        sub_sequence,
-                    }
-                }
-                TAG_FINISHED => ShardProgress::Finished,
-                _ => return Err(r.malformed_at(start, "unknown shard progress tag")),
-            };
             shards.insert(id.clone(), progress);
-            previous = Some(id);
+            previous_id = Some(id);
         }
         if r.offset != bytes.len() {
             return Err(r.malformed_at(r.offset, "trailing bytes"));
         }
-        Ok(Position { stream, shards })
+        Ok((Position { stream, shards }, version))
     }
 
     /// A position Conduit handed back to `Open` for a source reading `stream`: this
@@ -417,150 +421,9 @@ impl Position {
     }
 }
 
-/// Incremental encoder for the hot path: keeps each shard's encoded entry and re-encodes only
-/// the shard that advanced, so producing a position per record costs one shard entry plus one
-/// copy of the cached entries. [`PositionEncoder::encode`] always equals
-/// [`Position::encode`] of [`PositionEncoder::snapshot`].
-#[derive(Debug, Clone)]
-pub(crate) struct PositionEncoder {
-    #[cfg(test)]
-    stream: String,
-    /// Version byte + stream name.
-    prefix: Vec<u8>,
-    slots: BTreeMap<String, Slot>,
-    /// The encoded entries of all shards, back to back in shard-id order.
-    body: Vec<u8>,
-    scratch: Vec<u8>,
-}
-
-#[derive(Debug, Clone)]
-struct Slot {
-    progress: ShardProgress,
-    start: usize,
-    len: usize,
-}
-
-impl PositionEncoder {
-    /// Starts from `initial`'s shard progress; the position is written for `stream` (the
-    /// caller checked `initial` with [`Position::decode_for_stream`], or `initial` is empty).
-    pub(crate) fn new(stream: &str, initial: &Position) -> Self {
-        let mut slots = BTreeMap::new();
-        let mut body = Vec::with_capacity(initial.shards.len() * 28);
-        for (id, progress) in &initial.shards {
-            let start = body.len();
-            encode_shard(&mut body, id, progress);
-            slots.insert(
-                id.clone(),
-                Slot {
-                    progress: progress.clone(),
-                    start,
-                    len: body.len() - start,
-                },
-            );
-        }
-        PositionEncoder {
-            #[cfg(test)]
-            stream: stream.to_owned(),
-            prefix: encode_prefix(stream),
-            slots,
-            body,
-            scratch: Vec::with_capacity(64),
-        }
-    }
-
-    /// Sets one shard's progress (adds the shard if it is new).
-    pub(crate) fn update(&mut self, shard: &str, progress: ShardProgress) {
-        debug_assert!(
-            match &progress {
-                ShardProgress::After { sequence, .. } => sequence::is_valid(sequence),
-                ShardProgress::Finished => true,
-            },
-            "invalid sequence number in {progress:?}"
-        );
-        self.scratch.clear();
-        encode_shard(&mut self.scratch, shard, &progress);
-        let new_len = self.scratch.len();
-
-        let (start, old_len) = match self.slots.get_mut(shard) {
-            Some(slot) => {
-                let old = (slot.start, slot.len);
-                slot.progress = progress;
-                slot.len = new_len;
-                old
-            }
-            None => {
-                let start = self
-                    .slots
-                    .range::<str, _>((Bound::Unbounded, Bound::Excluded(shard)))
-                    .next_back()
-                    .map_or(0, |(_, s)| s.start + s.len);
-                self.slots.insert(
-                    shard.to_owned(),
-                    Slot {
-                        progress,
-                        start,
-                        len: new_len,
-                    },
-                );
-                (start, 0)
-            }
-        };
-
-        if old_len == new_len {
-            self.body[start..start + new_len].copy_from_slice(&self.scratch);
-        } else {
-            self.body
-                .splice(start..start + old_len, self.scratch.iter().copied());
-            self.shift_after(shard, start + new_len, start + old_len);
-        }
-    }
-
-    /// Forgets a shard (e.g. one that expired past the stream's retention).
-    pub(crate) fn remove(&mut self, shard: &str) {
-        if let Some(slot) = self.slots.remove(shard) {
-            self.body.drain(slot.start..slot.start + slot.len);
-            self.shift_after(shard, slot.start, slot.start + slot.len);
-        }
-    }
-
-    /// Moves the entries after `shard` from starting at `old_end` to starting at `new_end`.
-    fn shift_after(&mut self, shard: &str, new_end: usize, old_end: usize) {
-        for (_, slot) in self
-            .slots
-            .range_mut::<str, _>((Bound::Excluded(shard), Bound::Unbounded))
-        {
-            slot.start = slot.start - old_end + new_end;
-        }
-    }
-
-    /// The position of the current state; equal to `self.snapshot().encode()`.
-    pub(crate) fn encode(&self) -> Vec<u8> {
-        assemble(&self.prefix, self.slots.len(), &self.body)
-    }
-
-    /// The current state.
-    #[cfg(test)]
-    pub(crate) fn snapshot(&self) -> Position {
-        Position {
-            stream: self.stream.clone(),
-            shards: self
-                .slots
-                .iter()
-                .map(|(id, slot)| (id.clone(), slot.progress.clone()))
-                .collect(),
-        }
-    }
-
-    /// One shard's current progress.
-    #[cfg(test)]
-    pub(crate) fn get(&self, shard: &str) -> Option<&ShardProgress> {
-        self.slots.get(shard).map(|slot| &slot.progress)
-    }
-}
-
-fn encode_prefix(stream: &str) -> Vec<u8> {
+fn encode_prefix(stream: &str, version: u8) -> Vec<u8> {
     let mut out = Vec::with_capacity(stream.len() + 3);
-    out.push(MAGIC | VERSION);
+    out.push(MAGIC | version);
     put_varint(&mut out, stream.len() as u64);
     out.extend_from_slice(stream.as_bytes());
     out
@@ -587,7 +450,61 @@ fn standard_number(id: &str) -> Option<u64> {
     )
 }
 
-fn encode_shard(out: &mut Vec<u8>, id: &str, progress: &ShardProgress) {
+/// Reads one shard entry of format version 1.
+fn decode_shard_v1(r: &mut Reader<'_>) -> Result<(String, ShardProgress), PositionError> {
+    let start = r.offset;
+    let header = r.varint("truncated in a shard header")?;
+    let tag = (header >> 1) & 0b11;
+    let value = header >> 3;
+    let id = if header & 1 == 0 {
+        if value >= 10u64.pow(STANDARD_DIGITS as u32) {
+            return Err(r.malformed_at(start, "shard number out of range"));
+        }
+        format!("{STANDARD_PREFIX}{value:0width$}", width = STANDARD_DIGITS)
+    } else {
+        let len = usize::try_from(value)
+            .map_err(|_| r.malformed_at(start, "shard id length out of range"))?;
+        let raw = r.take(len, "truncated in a shard id")?;
+        let id =
+            std::str::from_utf8(raw).map_err(|_| r.malformed_at(start, "shard id is not UTF-8"))?;
+        if id.is_empty() || standard_number(id).is_some() {
+            return Err(r.malformed_at(start, "non-canonical shard id"));
+        }
+        id.to_owned()
+    };
+
+    let progress = match tag {
+        TAG_AFTER | TAG_AFTER_SUB => {
+            let seq_start = r.offset;
+            let len = r.varint("truncated in a sequence number")?;
+            if len > sequence::MAX_PACKED_LEN as u64 {
+                return Err(r.malformed_at(seq_start, "sequence number too long"));
+            }
+            let packed = r.take(len as usize, "truncated in a sequence number")?;
+            if packed.first() == Some(&0) {
+                return Err(r.malformed_at(seq_start, "non-canonical sequence number"));
+            }
+            let seq = sequence::unpack(packed);
+            if !sequence::is_valid(&seq) {
+                return Err(r.malformed_at(seq_start, "invalid sequence number"));
+            }
+            let sub_sequence = if tag == TAG_AFTER_SUB {
+                Some(r.varint("truncated in a sub-sequence number")?)
+            } else {
+                None
+            };
+            ShardProgress::After {
+                sequence: seq,
+                sub_sequence,
+            }
+        }
+        TAG_FINISHED => ShardProgress::Finished,
+        _ => return Err(r.malformed_at(start, "unknown shard progress tag")),
+    };
+    Ok((id, progress))
+}
+
+fn encode_shard_v1(out: &mut Vec<u8>, id: &str, progress: &ShardProgress) {
     let tag = match progress {
         ShardProgress::After {
             sub_sequence: None, ..
@@ -717,6 +634,14 @@ mod tests {
         format!("shardId-{n:012}")
     }
 
+    fn encode_in(p: &Position, version: u8) -> Vec<u8> {
+        if version == VERSION_1 {
+            p.encode_v1()
+        } else {
+            p.encode()
+        }
+    }
+
     fn random_sequence(rng: &mut StdRng) -> String {
         let len = match rng.random_range(0..10) {
             0 => rng.random_range(1..=sequence::MAX_DIGITS),
@@ -781,17 +706,65 @@ mod tests {
         let mut rng = StdRng::seed_from_u64(42);
         for _ in 0..1000 {
             let p = random_position(&mut rng);
-            let bytes = p.encode();
-            let back = Position::decode(&bytes).unwrap_or_else(|e| panic!("{e}: {p:?}"));
-            assert_eq!(back, p);
-            assert_eq!(back.encode(), bytes, "canonical");
+            for (version, bytes) in [(VERSION, p.encode()), (VERSION_1, p.encode_v1())] {
+                let (back, read_version) = Position::decode_versioned(&bytes)
+                    .unwrap_or_else(|e| panic!("version {version}: {e}: {p:?}"));
+                assert_eq!(back, p);
+                assert_eq!(read_version, version);
+                let again = if version == VERSION {
+                    back.encode()
+                } else {
+                    back.encode_v1()
+                };
+                assert_eq!(again, bytes, "canonical");
+            }
         }
     }
 
     #[test]
     fn empty_position_round_trips() {
         let p = Position::default();
-        assert_eq!(p.encode(), vec![0xA1, 0, 0]);
+        assert_eq!(p.encode(), vec![0xA2, 0, 0]);
+        assert_eq!(p.encode_v1(), vec![0xA1, 0, 0]);
+        assert_eq!(Position::decode(&p.encode()).unwrap(), p);
+        assert_eq!(Position::decode(&p.encode_v1()).unwrap(), p);
+    }
+
+    #[test]
+    fn known_encoding_v2() {
+        let mut p = Position::new("s");
+        p.shards.insert(std_id(1), after("256")); // packed 01 00
+        p.shards.insert(std_id(2), ShardProgress::Finished);
+        p.shards.insert(std_id(3), after_sub("257", 300)); // packed 01 01: relative to 256
+        p.shards.insert(std_id(4), after("65536")); // packed 01 00 00: other length, literal
+        p.shards.insert("x".to_owned(), after("65536")); // same bytes: empty difference
+        assert_eq!(
+            p.encode(),
+            vec![
+                0xA2,
+                1,
+                b's',
+                5, //
+                1 << 4,
+                2,
+                1,
+                0,                   // shardId-...1 after 256, literal
+                (2 << 4) | (2 << 1), // shardId-...2 finished
+                (3 << 4) | (1 << 3) | (1 << 1),
+                0b0100_0000,
+                1,
+                0xAC,
+                0x02, // shardId-...3 after 257 (byte 1 differs) sub 300
+                4 << 4,
+                3,
+                1,
+                0,
+                0, // shardId-...4 after 65536, literal
+                (1 << 4) | (1 << 3) | 1,
+                b'x',
+                0, // x after 65536: no byte differs
+            ]
+        );
         assert_eq!(Position::decode(&p.encode()).unwrap(), p);
     }
 
@@ -803,7 +776,7 @@ mod tests {
         p.shards.insert(std_id(3), ShardProgress::Finished);
         p.shards.insert("x".to_owned(), ShardProgress::Finished);
         assert_eq!(
-            p.encode(),
+            p.encode_v1(),
             vec![
                 0xA1,
                 1,
@@ -885,7 +858,7 @@ mod tests {
     }
 
     #[test]
-    fn size_per_shard_with_standard_ids() {
+    fn size_per_shard_with_standard_ids_v1() {
         let stream = "orders";
         let header = Position::new(stream).encode().len();
         assert_eq!(header, 1 + 1 + stream.len() + 1);
@@ -902,7 +875,7 @@ mod tests {
             }
             let count_len = if shards < 128 { 1 } else { 2 } - 1;
             for (label, p) in [("realistic", &p), ("largest 56-digit", &max56)] {
-                let per_shard = (p.encode().len() - header - count_len) as f64 / shards as f64;
+                let per_shard = (p.encode_v1().len() - header - count_len) as f64 / shards as f64;
                 eprintln!("{shards} shards, {label}: {per_shard:.2} bytes per shard");
                 assert!(per_shard <= 30.0, "{label}: {per_shard} bytes per shard");
             }
@@ -911,7 +884,7 @@ mod tests {
         let one = |n: u64, progress: ShardProgress| {
             let mut p = Position::new(stream);
             p.shards.insert(std_id(n), progress);
-            p.encode().len() - header
+            p.encode_v1().len() - header
         };
         let big = "9".repeat(56);
         assert_eq!(one(15, after(&big)), 26);
@@ -927,21 +900,21 @@ mod tests {
     #[test]
     fn future_version_is_rejected_with_upgrade_advice() {
         let mut bytes = Position::new("s").encode();
-        bytes[0] = 0xA2;
+        bytes[0] = 0xA3;
         let err = Position::decode(&bytes).unwrap_err();
         assert!(
             matches!(
                 err,
                 PositionError::UnsupportedVersion {
-                    found: 2,
-                    supported: 1
+                    found: 3,
+                    supported: 2
                 }
             ),
             "{err:?}"
         );
         let msg = err.to_string();
-        assert!(msg.contains("version 2"), "{msg}");
-        assert!(msg.contains("version 1"), "{msg}");
+        assert!(msg.contains("version 3"), "{msg}");
+        assert!(msg.contains("versions 1 to 2"), "{msg}");
         assert!(msg.contains("upgrade the connector"), "{msg}");
         // Even when the rest would not parse as version 1.
         let err = Position::decode(&[0xAF, 0xFF]).unwrap_err();
@@ -1065,9 +1038,13 @@ mod tests {
     #[test]
     fn every_truncation_is_an_error() {
         let mut rng = StdRng::seed_from_u64(5);
-        for _ in 0..200 {
+        for round in 0..400 {
             let p = random_position_with(&mut rng, 8);
-            let bytes = p.encode();
+            let bytes = if round % 2 == 0 {
+                p.encode()
+            } else {
+                p.encode_v1()
+            };
             for len in 0..bytes.len() {
                 let err = Position::decode(&bytes[..len]);
                 assert!(
@@ -1099,9 +1076,13 @@ mod tests {
     #[test]
     fn corruption_never_panics() {
         let mut rng = StdRng::seed_from_u64(77);
-        for _ in 0..150 {
+        for round in 0..300 {
             let p = random_position(&mut rng);
-            let bytes = p.encode();
+            let bytes = if round % 2 == 0 {
+                p.encode()
+            } else {
+                p.encode_v1()
+            };
             for _ in 0..40 {
                 let mut bad = bytes.clone();
                 match rng.random_range(0..3) {
@@ -1119,19 +1100,19 @@ mod tests {
                     }
                 }
                 // Either an error or a different valid position that re-encodes to the same bytes.
-                if let Ok(q) = Position::decode(&bad) {
-                    assert_eq!(q.encode(), bad);
+                if let Ok((q, version)) = Position::decode_versioned(&bad) {
+                    assert_eq!(encode_in(&q, version), bad);
                 }
             }
         }
-        for _ in 0..20_000 {
+        for i in 0..40_000 {
             let len = rng.random_range(0..64);
             let mut junk: Vec<u8> = (0..len).map(|_| rng.random()).collect();
             if let Some(b) = junk.first_mut() {
-                *b = 0xA1;
+                *b = if i % 2 == 0 { 0xA1 } else { 0xA2 };
             }
-            if let Ok(q) = Position::decode(&junk) {
-                assert_eq!(q.encode(), junk);
+            if let Ok((q, version)) = Position::decode_versioned(&junk) {
+                assert_eq!(encode_in(&q, version), junk);
             }
         }
     }
@@ -1221,5 +1202,144 @@ mod tests {
 
         assert_eq!(ShardProgress::Finished.resume(), Resume::Finished);
         assert!(ShardProgress::Finished.covers(SEQ_56, Some(1)));
+    }
+
+    #[test]
+    fn invalid_v2_fields_are_rejected() {
+        let reason = |bytes: &[u8]| match Position::decode(bytes) {
+            Err(PositionError::Malformed { reason, .. }) => reason,
+            other => panic!("{bytes:?}: {other:?}"),
+        };
+        const REL: u8 = 1 << 3;
+        // A relative sequence in the first shard: nothing to be relative to.
+        assert_eq!(
+            reason(&[0xA2, 0, 1, REL, 0]),
+            "relative sequence number without a previous one"
+        );
+        // Shard 0 after 256 (01 00), then shard 1 written literally although as long.
+        let first = [0xA2, 0, 2, 0, 2, 1, 0];
+        let mut literal = first.to_vec();
+        literal.extend([1 << 4, 2, 1, 1]);
+        assert_eq!(
+            reason(&literal),
+            "non-canonical: sequence number not relative"
+        );
+        // A set bit for a byte that does not differ.
+        let mut same = first.to_vec();
+        same.extend([(1 << 4) | REL, 0b1000_0000, 1]);
+        assert_eq!(reason(&same), "non-canonical sequence difference");
+        // Unused bitmap bits.
+        let mut unused = first.to_vec();
+        unused.extend([(1 << 4) | REL, 0b0000_0001]);
+        assert_eq!(reason(&unused), "non-canonical sequence bitmap");
+        // A difference that leaves a leading zero byte.
+        let mut zero = first.to_vec();
+        zero.extend([(1 << 4) | REL, 0b1000_0000, 0]);
+        assert_eq!(reason(&zero), "non-canonical sequence number");
+        // A finished shard marked relative.
+        assert_eq!(
+            reason(&[0xA2, 0, 1, (2 << 1) | REL]),
+            "finished shard marked relative"
+        );
+        // The valid neighbour of those: shard 1 after 257.
+        let mut valid = first.to_vec();
+        valid.extend([(1 << 4) | REL, 0b0100_0000, 1]);
+        let p = Position::decode(&valid).unwrap();
+        assert_eq!(p.shards[&std_id(1)], after("257"));
+        assert_eq!(p.encode(), valid);
+    }
+
+    /// A sequence number laid out as AWS and kinesis-local write them (in hex: version 2, the
+    /// shard's creation time, the shard index, a per-shard record counter, a byte, the arrival
+    /// time, the shard index again, 2): 56 decimal digits.
+    pub(crate) fn realistic_sequence(shard: u64, counter: u64, arrival: u64) -> String {
+        let created: u64 = 1_767_225_600;
+        let hex = format!(
+            "02{created:09x}{:x}{counter:016x}00{arrival:09x}{shard:08x}2",
+            shard % 16
+        );
+        let bytes: Vec<u8> = (0..hex.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).unwrap())
+            .collect();
+        sequence::unpack(&bytes)
+    }
+
+    #[test]
+    fn realistic_sequences_look_like_kinesis() {
+        let s = realistic_sequence(3, 1_845_098, 1_767_229_200);
+        assert_eq!(s.len(), 56, "{s}");
+        assert!(sequence::is_valid(&s));
+    }
+
+    /// The budget claimed in `v2`'s module docs: bytes per shard of a position at 512 shards
+    /// with realistic sequence numbers, after the shards were read unevenly for an hour.
+    const V2_BYTES_PER_SHARD_AT_512: f64 = 14.0;
+
+    #[test]
+    fn realistic_512_shards_fit_the_budget() {
+        let mut rng = StdRng::seed_from_u64(512);
+        let shards = 512u64;
+        let start = 1_767_229_200u64;
+        let mut counters: Vec<u64> = (0..shards)
+            .map(|_| rng.random_range(1_000_000..3_000_000))
+            .collect();
+        let mut arrival: Vec<u64> = vec![start; shards as usize];
+        let mut enc = PositionEncoder::new("orders", &Position::default());
+        for n in 0..shards {
+            let seq = realistic_sequence(n, counters[n as usize], start);
+            enc.update(&std_id(n), after(&seq));
+        }
+        let v1_len = enc.snapshot().encode_v1().len();
+        let mut worst = 0usize;
+        // An hour of reading, shards at different rates, a record of some shard at a time.
+        for step in 0..50_000u64 {
+            let n = (rng.random_range(0..shards) * rng.random_range(1..=3)) % shards;
+            counters[n as usize] += rng.random_range(1..2_000);
+            arrival[n as usize] = start + step * 3600 / 50_000;
+            let seq = realistic_sequence(n, counters[n as usize], arrival[n as usize]);
+            enc.update(&std_id(n), after(&seq));
+            worst = worst.max(enc.encoded_len());
+        }
+        let bytes = enc.encode();
+        assert_eq!(bytes.len(), enc.encoded_len());
+        assert_eq!(Position::decode(&bytes).unwrap(), enc.snapshot());
+        assert_eq!(bytes, enc.snapshot().encode());
+        let per_shard = worst as f64 / shards as f64;
+        eprintln!(
+            "512 shards: version 2 at most {worst} bytes ({per_shard:.1} per shard), \
+             version 1 {v1_len} bytes ({:.1} per shard)",
+            v1_len as f64 / shards as f64
+        );
+        assert!(
+            per_shard <= V2_BYTES_PER_SHARD_AT_512,
+            "{per_shard:.2} bytes per shard at 512 shards, claimed at most {V2_BYTES_PER_SHARD_AT_512}"
+        );
+    }
+
+    #[test]
+    fn bytes_per_shard_do_not_grow_with_the_shard_count() {
+        // The same reading pattern at 1, 64 and 512 shards: per-shard size stays in budget,
+        // so position bytes grow linearly with the shard count, no faster.
+        for shards in [1u64, 64, 512] {
+            let mut p = Position::new("orders");
+            for n in 0..shards {
+                let seq =
+                    realistic_sequence(n, 2_000_000 + n * 7919 % 100_000, 1_767_229_200 + n % 30);
+                p.shards.insert(std_id(n), after(&seq));
+            }
+            let header = Position::new("orders").encode().len() + 1;
+            let per_shard = (p.encode().len() - header) as f64 / shards as f64;
+            eprintln!("{shards} shards: {per_shard:.1} bytes per shard");
+            let budget = if shards == 1 {
+                27.0
+            } else {
+                V2_BYTES_PER_SHARD_AT_512
+            };
+            assert!(
+                per_shard <= budget,
+                "{shards} shards: {per_shard:.2} bytes per shard"
+            );
+        }
     }
 }

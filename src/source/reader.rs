@@ -11,6 +11,7 @@ use super::api::{EventStream, ShardApi};
 
 use super::deaggregate::decode_aggregate;
 use super::health::ReadHealth;
+use super::lag::LagBoard;
 use super::position::{Resume, ShardProgress};
 use super::records::{FetchedRecord, ReadRecord};
 use super::settings::InitialPosition;
@@ -57,6 +58,8 @@ pub(crate) struct ReaderContext {
     pub closed: ClosedShards,
     /// Failed calls of all readers, reported together.
     pub health: ReadHealth,
+    /// Every reader's latest `MillisBehindLatest`.
+    pub lag: LagBoard,
 }
 
 impl ReaderContext {
@@ -244,28 +247,25 @@ pub(crate) async fn run(
             children: Vec::new(),
         };
     }
-    let end = match mode {
-        Mode::FanOut {
-            consumer_arn,
-            renew_after,
-            idle_timeout,
-        } => {
-            fan_out(
-                &context,
-                &mut cursor,
-                &consumer_arn,
-                renew_after,
-                idle_timeout,
-            )
-            .await
-        }
-        Mode::Polling { interval, limit } => poll(&context, &mut cursor, interval, limit).await,
-    };
+    context.lag.owned(&shard);
+    let end = read_shard(&context, &mut cursor, mode).await;
+    context.lag.released(&shard);
     if end.finished() {
         tracing::info!(shard = %shard, ?end, "shard read to its end");
         let _ = context.events.send(ShardEvent::Finished { shard }).await;
     }
     end
+}
+
+async fn read_shard(context: &ReaderContext, cursor: &mut ShardCursor, mode: Mode) -> ReaderEnd {
+    match mode {
+        Mode::FanOut {
+            consumer_arn,
+            renew_after,
+            idle_timeout,
+        } => fan_out(context, cursor, &consumer_arn, renew_after, idle_timeout).await,
+        Mode::Polling { interval, limit } => poll(context, cursor, interval, limit).await,
+    }
 }
 
 async fn send_records(
@@ -408,6 +408,9 @@ async fn read_subscription(
         };
         *failures = 0;
         context.health.succeeded();
+        if let Some(ms) = event.millis_behind_latest {
+            context.lag.behind(&cursor.shard, ms);
+        }
         let had_records = !event.records.is_empty();
         if let Err(Stopped) = send_records(context, cursor, event.records).await {
             return SubscriptionEnd::Reader(ReaderEnd::Stopped);
@@ -485,6 +488,9 @@ async fn poll(
             Ok(page) => {
                 failures = 0;
                 context.health.succeeded();
+                if let Some(ms) = page.millis_behind_latest {
+                    context.lag.behind(&cursor.shard, ms);
+                }
                 let empty = page.records.is_empty();
                 if let Err(Stopped) = send_records(context, cursor, page.records).await {
                     return ReaderEnd::Stopped;

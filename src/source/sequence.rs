@@ -98,7 +98,7 @@ fn mul_add(limbs: &mut Vec<u32>, mul: u64, add: u64) {
 
 /// The decimal text of the big-endian unsigned integer in `bytes` (leading zero bytes are
 /// ignored; the empty slice is `"0"`). Inverse of [`pack`].
-pub(crate) fn unpack(bytes: &[u8]) -> String {
+pub fn unpack(bytes: &[u8]) -> String {
     let zeros = bytes.iter().take_while(|&&b| b == 0).count();
     let bytes = &bytes[zeros..];
     if bytes.is_empty() {

@@ -39,6 +39,8 @@ pub(crate) struct SourceSettings {
     pub mode: ReadMode,
     pub deregister_on_delete: bool,
     pub discovery_interval: Duration,
+    /// Zero: no lag lines.
+    pub lag_log_interval: Duration,
     pub renew_after: Duration,
     pub idle_timeout: Duration,
     pub deaggregate: bool,
@@ -173,6 +175,7 @@ impl SourceSettings {
         }
         let batch_delay = duration(values, SDK_BATCH_DELAY, &mut errors);
         let coordination = super::lease::CoordinationSettings::from_values(values, &mut errors);
+        let lag_log_interval = duration(values, LAG_LOG_INTERVAL, &mut errors);
 
         if let Some(error) = ConfigError::from_many(errors) {
             return Err(error);
@@ -183,6 +186,7 @@ impl SourceSettings {
             mode,
             deregister_on_delete: values.bool(CONSUMER_DEREGISTER_ON_DELETE).unwrap_or(true),
             discovery_interval,
+            lag_log_interval,
             renew_after,
             idle_timeout,
             deaggregate: values.bool(DEAGGREGATE).unwrap_or(true),

@@ -53,6 +53,8 @@ pub struct SubscriptionEvent {
     /// `None` when the shard has ended (its children are in `child_shards`).
     pub continuation: Option<String>,
     pub child_shards: Vec<String>,
+    /// How far this event is from the newest record of the shard.
+    pub millis_behind_latest: Option<i64>,
 }
 
 /// Writes the SubscribeToShard input (AWS JSON 1.1).
@@ -88,6 +90,8 @@ struct EventShape<'a> {
     continuation: Option<Cow<'a, str>>,
     #[serde(rename = "ChildShards", borrow, default)]
     child_shards: Option<Vec<ChildShape<'a>>>,
+    #[serde(rename = "MillisBehindLatest", default)]
+    millis_behind_latest: Option<i64>,
 }
 
 #[derive(Deserialize)]
@@ -147,6 +151,7 @@ pub fn parse_event(payload: &[u8]) -> Result<SubscriptionEvent, String> {
             .into_iter()
             .map(|child| child.shard_id.into_owned())
             .collect(),
+        millis_behind_latest: shape.millis_behind_latest,
     })
 }
 

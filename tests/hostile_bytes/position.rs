@@ -47,12 +47,18 @@ pub fn position() -> impl Strategy<Value = Position> {
 /// Decodes `bytes`: a position that re-encodes to exactly `bytes`, or an error naming the
 /// position.
 fn check(bytes: &[u8]) {
-    let result = bounded("position", bytes.len(), || Position::decode(bytes));
+    let result = bounded("position", bytes.len(), || {
+        Position::decode_versioned(bytes)
+    });
     match result {
-        Ok(position) => assert_eq!(
-            position.encode(),
+        Ok((position, version)) => assert_eq!(
+            if version == 1 {
+                position.encode_v1()
+            } else {
+                position.encode()
+            },
             bytes,
-            "decode accepts only canonical bytes"
+            "decode accepts only canonical bytes (format version {version})"
         ),
         Err(e) => names_one_of(&e.to_string(), &["position"]),
     }
@@ -82,14 +88,25 @@ proptest! {
     }
 
     #[test]
-    fn arbitrary_bytes_after_the_version_byte(mut bytes in junk()) {
-        bytes.insert(0, 0xA1);
+    fn arbitrary_bytes_after_the_version_byte(mut bytes in junk(), v2 in any::<bool>()) {
+        bytes.insert(0, if v2 { 0xA2 } else { 0xA1 });
         check(&bytes);
     }
 
     #[test]
     fn mutated_positions(position in position(), edits in edits()) {
         check(&mutate(&position.encode(), &edits));
+    }
+
+    #[test]
+    fn mutated_version_1_positions(position in position(), edits in edits()) {
+        check(&mutate(&position.encode_v1(), &edits));
+    }
+
+    #[test]
+    fn round_trip_version_1(position in position()) {
+        let bytes = position.encode_v1();
+        prop_assert_eq!(Position::decode(&bytes).unwrap(), position);
     }
 }
 
@@ -131,7 +148,9 @@ fn huge_declared_lengths_are_errors() {
     put_varint(&mut count, u64::MAX);
     let mut id = vec![0xA1, 0, 1];
     put_varint(&mut id, (1 << 60) | 1);
-    for bytes in [name, count, id] {
+    let mut id_v2 = vec![0xA2, 0, 1];
+    put_varint(&mut id_v2, (1 << 59) | 1);
+    for bytes in [name, count, id, id_v2] {
         let err = bounded("position", bytes.len(), || Position::decode(&bytes)).unwrap_err();
         names_one_of(&err.to_string(), &["source position"]);
     }

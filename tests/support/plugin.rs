@@ -86,7 +86,12 @@ impl PluginProcess {
     /// Starts the plugin with exactly `env` (plus PATH/HOME), so nothing leaks in from the
     /// developer's environment.
     pub async fn start(env: &[(String, String)]) -> PluginProcess {
-        let mut command = Command::new(super::plugin_binary());
+        Self::start_binary(&super::plugin_binary(), env).await
+    }
+
+    /// [`PluginProcess::start`] of another build of the plugin (benchmarks compare builds).
+    pub async fn start_binary(binary: &std::path::Path, env: &[(String, String)]) -> PluginProcess {
+        let mut command = Command::new(binary);
         command
             .env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())

@@ -34,6 +34,7 @@ fn engine(fake: &FakeStream, table: &Arc<MemoryTable>, worker: &str) -> Engine {
             batch_size: 64,
             batch_delay: Duration::ZERO,
             discovery_interval: Duration::from_secs(1),
+            lag_log_interval: Duration::ZERO,
         },
         table.clone(),
         LeaseConfig {
