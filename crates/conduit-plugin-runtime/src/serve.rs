@@ -98,13 +98,6 @@ impl SpecifierPlugin for Specifier {
     }
 }
 
-/// The least the source service accepts per message. What it receives are mostly ack
-/// requests, which carry positions the source itself made; Conduit's preview architecture acks
-/// a whole batch in one request, so a batch of 1,000 records whose positions cover hundreds of
-/// shards (kilobytes each) is over Conduit's default record limit of 4 MiB, and refusing it
-/// would end the Run stream.
-pub const SOURCE_MIN_RECEIVE_SIZE: usize = 256 * 1024 * 1024;
-
 /// Runs the plugin until the host asks it to shut down. Returns an error before printing the
 /// handshake when the process was not started by a compatible host.
 pub async fn serve(plugin: Plugin) -> Result<(), ServeError> {
@@ -172,7 +165,7 @@ pub async fn serve_on(
         .add_service(SpecifierPluginServer::new(Specifier(plugin.specification)))
         .add_service(
             SourcePluginServer::new(SourceService::new((plugin.new_source)(&env)))
-                .max_decoding_message_size(max.max(SOURCE_MIN_RECEIVE_SIZE)),
+                .max_decoding_message_size(max),
         )
         .add_service(
             DestinationPluginServer::new(DestinationService::new((plugin.new_destination)(&env)))
