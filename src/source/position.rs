@@ -450,28 +450,42 @@ fn standard_number(id: &str) -> Option<u64> {
     )
 }
 
+/// Reads a shard id from an entry header's id part (both format versions write it the same
+/// way): a standard id is its number `value`; a custom one (`custom`) is `value` bytes of text
+/// that follow. `start` is where the entry began, for error offsets.
+fn decode_shard_id(
+    r: &mut Reader<'_>,
+    start: usize,
+    custom: bool,
+    value: u64,
+) -> Result<String, PositionError> {
+    if !custom {
+        if value >= 10u64.pow(STANDARD_DIGITS as u32) {
+            return Err(r.malformed_at(start, "shard number out of range"));
+        }
+        return Ok(format!(
+            "{STANDARD_PREFIX}{value:0width$}",
+            width = STANDARD_DIGITS
+        ));
+    }
+    let len = usize::try_from(value)
+        .map_err(|_| r.malformed_at(start, "shard id length out of range"))?;
+    let raw = r.take(len, "truncated in a shard id")?;
+    let id =
+        std::str::from_utf8(raw).map_err(|_| r.malformed_at(start, "shard id is not UTF-8"))?;
+    if id.is_empty() || standard_number(id).is_some() {
+        return Err(r.malformed_at(start, "non-canonical shard id"));
+    }
+    Ok(id.to_owned())
+}
+
 /// Reads one shard entry of format version 1.
 fn decode_shard_v1(r: &mut Reader<'_>) -> Result<(String, ShardProgress), PositionError> {
     let start = r.offset;
     let header = r.varint("truncated in a shard header")?;
     let tag = (header >> 1) & 0b11;
     let value = header >> 3;
-    let id = if header & 1 == 0 {
-        if value >= 10u64.pow(STANDARD_DIGITS as u32) {
-            return Err(r.malformed_at(start, "shard number out of range"));
-        }
-        format!("{STANDARD_PREFIX}{value:0width$}", width = STANDARD_DIGITS)
-    } else {
-        let len = usize::try_from(value)
-            .map_err(|_| r.malformed_at(start, "shard id length out of range"))?;
-        let raw = r.take(len, "truncated in a shard id")?;
-        let id =
-            std::str::from_utf8(raw).map_err(|_| r.malformed_at(start, "shard id is not UTF-8"))?;
-        if id.is_empty() || standard_number(id).is_some() {
-            return Err(r.malformed_at(start, "non-canonical shard id"));
-        }
-        id.to_owned()
-    };
+    let id = decode_shard_id(r, start, header & 1 != 0, value)?;
 
     let progress = match tag {
         TAG_AFTER | TAG_AFTER_SUB => {

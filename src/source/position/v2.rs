@@ -40,8 +40,8 @@
 //! `realistic_512_shards_fit_the_budget`): about 13, against 27 in version 1.
 
 use super::{
-    put_varint, sequence, standard_number, PositionError, Reader, ShardProgress, STANDARD_DIGITS,
-    STANDARD_PREFIX, TAG_AFTER, TAG_AFTER_SUB, TAG_FINISHED,
+    decode_shard_id, put_varint, sequence, standard_number, PositionError, Reader, ShardProgress,
+    TAG_AFTER, TAG_AFTER_SUB, TAG_FINISHED,
 };
 
 const REL: u64 = 1 << 3;
@@ -107,22 +107,7 @@ pub(super) fn decode_entry(
     let relative = header & REL != 0;
     let tag = (header >> 1) & 0b11;
     let value = header >> 4;
-    let id = if header & 1 == 0 {
-        if value >= 10u64.pow(STANDARD_DIGITS as u32) {
-            return Err(r.malformed_at(start, "shard number out of range"));
-        }
-        format!("{STANDARD_PREFIX}{value:0width$}", width = STANDARD_DIGITS)
-    } else {
-        let len = usize::try_from(value)
-            .map_err(|_| r.malformed_at(start, "shard id length out of range"))?;
-        let raw = r.take(len, "truncated in a shard id")?;
-        let id =
-            std::str::from_utf8(raw).map_err(|_| r.malformed_at(start, "shard id is not UTF-8"))?;
-        if id.is_empty() || standard_number(id).is_some() {
-            return Err(r.malformed_at(start, "non-canonical shard id"));
-        }
-        id.to_owned()
-    };
+    let id = decode_shard_id(r, start, header & 1 != 0, value)?;
 
     let sequence_of = |r: &mut Reader<'_>, previous: &Option<Vec<u8>>| {
         let seq_start = r.offset;
