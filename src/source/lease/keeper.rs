@@ -191,7 +191,12 @@ impl Keeper {
         tokio::spawn(async move {
             let _ = events.send(ShardEvent::Forget { shard }).await;
         });
-        tracing::warn!(shard = %key, reason, "lease lost; this instance stopped reading the shard");
+        if hand_off {
+            // Usually rebalancing: another instance took the lease over.
+            tracing::info!(shard = %key, reason, "lease lost; this instance stopped reading the shard");
+        } else {
+            tracing::warn!(shard = %key, reason, "lease lost; this instance stopped reading the shard");
+        }
     }
 
     async fn renew(&mut self) {
