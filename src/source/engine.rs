@@ -20,6 +20,14 @@ use super::records::to_opencdc;
 use super::settings::InitialPosition;
 use crate::plugin::Record;
 
+/// Most encoded bytes of records in one batch. A batch is one gRPC message to Conduit, and
+/// Conduit's preview architecture acks it with one request carrying all its positions, which
+/// our own server receives under `CONDUIT_CONNECTOR_MAX_RECEIVE_RECORD_SIZE` (4 MiB by
+/// default). With hundreds of shards a standalone position takes kilobytes: 1,000 records at
+/// 512 shards were 6 MB of positions. Half the default limit leaves room for the request's
+/// framing and for a limit set lower than the default by half.
+pub(crate) const BATCH_BYTES: usize = 2 * 1024 * 1024;
+
 pub(crate) struct EngineConfig {
     /// Where the shards are read.
     pub api: Arc<dyn ShardApi>,
@@ -156,8 +164,9 @@ impl Engine {
     pub(crate) async fn read(&self) -> Result<Vec<Record>, String> {
         let mut events = self.events.lock().await;
         let mut records = Vec::new();
+        let mut bytes = 0usize;
         let deadline = tokio::time::Instant::now() + self.batch_delay;
-        while records.len() < self.batch_size {
+        while records.len() < self.batch_size && bytes < BATCH_BYTES {
             let event = if records.is_empty() {
                 match events.recv().await {
                     Some(event) => event,
@@ -174,6 +183,7 @@ impl Engine {
                 }
             };
             if let Some(record) = self.apply(event) {
+                bytes += prost::Message::encoded_len(&record);
                 records.push(record);
             }
         }

@@ -364,7 +364,7 @@ mod tests {
     use super::*;
     use crate::plugin::Record;
     use crate::proto::opencdc::v1::data;
-    use crate::source::engine::{Engine, EngineConfig};
+    use crate::source::engine::{Engine, EngineConfig, BATCH_BYTES};
     use crate::source::position::{Position, ShardProgress};
     use crate::source::reader::Mode;
     use crate::source::records::{META_SEQUENCE, META_SHARD};
@@ -650,5 +650,28 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn polling_resumes_exactly_after_the_acked_record() {
         resumes_after(polling()).await;
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_batch_stops_at_its_byte_budget() {
+        // Ten records of about 300 KB encoded (the fake makes the data its partition key too),
+        // all buffered before the read: a batch of 8 (the batch size) would be 2.4 MB; the
+        // byte budget ends it with the record that passes 2 MiB.
+        let fake = FakeStream::default();
+        fake.add_shard("s", &[]);
+        let big = "x".repeat(100_000);
+        for _ in 0..10 {
+            fake.put("s", &big);
+        }
+        let engine = start(&fake, polling(), Position::new(STREAM));
+        tokio::time::sleep(Duration::from_secs(10)).await;
+        let batch = engine.read().await.unwrap();
+        let sizes: Vec<usize> = batch.iter().map(prost::Message::encoded_len).collect();
+        let bytes: usize = sizes.iter().sum();
+        assert!(batch.len() < 8, "{} records, {bytes} bytes", batch.len());
+        assert!(bytes >= BATCH_BYTES, "stopped early at {bytes} bytes");
+        assert!(bytes - sizes[sizes.len() - 1] < BATCH_BYTES, "{sizes:?}");
+        let rest = engine.read().await.unwrap();
+        assert_eq!(batch.len() + rest.len(), 10);
     }
 }
