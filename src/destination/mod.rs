@@ -1,6 +1,7 @@
 //! The Kinesis destination: writes records with PutRecords within Kinesis limits, retrying
 //! only failed entries, keyed and routed as configured. See [`writer`] for the pipeline.
 
+pub mod aggregate;
 pub mod avro_bounds;
 pub mod batch;
 pub mod exact;
