@@ -13,6 +13,7 @@ use std::collections::HashMap;
 
 use md5::{Digest, Md5};
 
+use super::Prehashed;
 use crate::source::deaggregate::MAGIC;
 
 const DIGEST_LEN: usize = 16;
@@ -55,11 +56,14 @@ pub struct AggregateBuilder {
     records: usize,
 }
 
-/// Indexes of the keys already in a table. Deduplication only saves bytes, so a lookup that
-/// misses (the table is full) just writes the key again.
+/// The keys already in a table, by a hash of the key the caller gives (for partition keys,
+/// the writer's key hash, computed once per record anyway). A hit is checked against the key's
+/// bytes in the buffer, so a colliding hash only costs the deduplication: the key is written
+/// again.
 #[derive(Debug, Default)]
 struct KeyTable {
-    indexes: HashMap<Box<str>, u64>,
+    /// Key hash → (index, offset and length of the key's text in the buffer).
+    known: HashMap<u64, (u64, usize, usize), Prehashed>,
     len: u64,
 }
 
@@ -68,33 +72,39 @@ struct KeyTable {
 const MAX_REMEMBERED_KEYS: usize = 4096;
 
 impl KeyTable {
-    /// The key's index and whether it is new (its table entry must be written).
-    fn index(&mut self, key: &str) -> (u64, bool) {
-        if let Some(&index) = self.indexes.get(key) {
-            return (index, false);
-        }
-        let index = self.len;
-        self.len += 1;
-        if self.indexes.len() < MAX_REMEMBERED_KEYS {
-            self.indexes.insert(key.into(), index);
-        }
-        (index, true)
+    fn find(&self, hash: u64, key: &str, buffer: &[u8]) -> Option<u64> {
+        let &(index, at, len) = self.known.get(&hash)?;
+        (buffer.get(at..at + len) == Some(key.as_bytes())).then_some(index)
     }
 
-    fn peek(&self, key: &str) -> Option<u64> {
-        self.indexes.get(key).copied()
+    /// Notes a key written at `at` in the buffer as the next index, and returns that index.
+    fn push(&mut self, hash: u64, at: usize, len: usize) -> u64 {
+        let index = self.len;
+        self.len += 1;
+        if self.known.len() < MAX_REMEMBERED_KEYS {
+            self.known.entry(hash).or_insert((index, at, len));
+        }
+        index
     }
+}
+
+/// A hash of an explicit hash key for [`AggregateBuilder`]'s table (FNV-1a).
+pub fn text_hash(text: &str) -> u64 {
+    text.bytes().fold(0xcbf2_9ce4_8422_2325, |hash, b| {
+        (hash ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    })
 }
 
 impl Default for AggregateBuilder {
     fn default() -> Self {
-        AggregateBuilder::new()
+        AggregateBuilder::with_capacity(1024)
     }
 }
 
 impl AggregateBuilder {
-    pub fn new() -> Self {
-        let mut buffer = Vec::with_capacity(1024);
+    /// A builder whose buffer first holds `capacity` bytes.
+    pub fn with_capacity(capacity: usize) -> Self {
+        let mut buffer = Vec::with_capacity(capacity.max(MAGIC.len() + DIGEST_LEN));
         buffer.extend_from_slice(&MAGIC);
         AggregateBuilder {
             buffer,
@@ -114,26 +124,36 @@ impl AggregateBuilder {
         self.buffer.len() + DIGEST_LEN
     }
 
-    /// Size of the finished aggregate if this user record were added.
+    /// Size of the finished aggregate if this user record were added; `key_hash` identifies
+    /// the partition key (see [`AggregateBuilder::add`]).
     pub fn size_with(
         &self,
         partition_key: &str,
+        key_hash: u64,
         explicit_hash_key: Option<&str>,
         data: &[u8],
     ) -> usize {
         let mut grow = 0;
-        let pk_index = match self.partition_keys.peek(partition_key) {
+        let pk_index = match self
+            .partition_keys
+            .find(key_hash, partition_key, &self.buffer)
+        {
             Some(index) => index,
             None => {
                 grow += field_len(partition_key.len());
                 self.partition_keys.len
             }
         };
-        let ehk_index = explicit_hash_key.map(|key| match self.explicit_hash_keys.peek(key) {
-            Some(index) => index,
-            None => {
-                grow += field_len(key.len());
-                self.explicit_hash_keys.len
+        let ehk_index = explicit_hash_key.map(|key| {
+            match self
+                .explicit_hash_keys
+                .find(text_hash(key), key, &self.buffer)
+            {
+                Some(index) => index,
+                None => {
+                    grow += field_len(key.len());
+                    self.explicit_hash_keys.len
+                }
             }
         });
         grow += field_len(record_len(pk_index, ehk_index, data.len()));
@@ -149,21 +169,34 @@ impl AggregateBuilder {
             + DIGEST_LEN
     }
 
-    pub fn add(&mut self, partition_key: &str, explicit_hash_key: Option<&str>, data: &[u8]) {
-        let (pk_index, new_pk) = self.partition_keys.index(partition_key);
-        if new_pk {
-            self.buffer.push(PARTITION_KEY_TABLE);
-            put_varint(&mut self.buffer, partition_key.len() as u64);
-            self.buffer.extend_from_slice(partition_key.as_bytes());
-        }
-        let ehk_index = explicit_hash_key.map(|key| {
-            let (index, new) = self.explicit_hash_keys.index(key);
-            if new {
-                self.buffer.push(EXPLICIT_HASH_KEY_TABLE);
-                put_varint(&mut self.buffer, key.len() as u64);
-                self.buffer.extend_from_slice(key.as_bytes());
+    /// Adds a user record. `key_hash` is any hash of the partition key that equal keys share
+    /// (the writer passes its key hash); it only serves to find repeated keys.
+    pub fn add(
+        &mut self,
+        partition_key: &str,
+        key_hash: u64,
+        explicit_hash_key: Option<&str>,
+        data: &[u8],
+    ) {
+        let pk_index = match self
+            .partition_keys
+            .find(key_hash, partition_key, &self.buffer)
+        {
+            Some(index) => index,
+            None => {
+                let at = self.write_table_entry(PARTITION_KEY_TABLE, partition_key);
+                self.partition_keys.push(key_hash, at, partition_key.len())
             }
-            index
+        };
+        let ehk_index = explicit_hash_key.map(|key| {
+            let hash = text_hash(key);
+            match self.explicit_hash_keys.find(hash, key, &self.buffer) {
+                Some(index) => index,
+                None => {
+                    let at = self.write_table_entry(EXPLICIT_HASH_KEY_TABLE, key);
+                    self.explicit_hash_keys.push(hash, at, key.len())
+                }
+            }
         });
         self.buffer.reserve(data.len() + 16);
         self.buffer.push(RECORDS);
@@ -181,6 +214,15 @@ impl AggregateBuilder {
         put_varint(&mut self.buffer, data.len() as u64);
         self.buffer.extend_from_slice(data);
         self.records += 1;
+    }
+
+    /// Writes a key table entry; returns where the key's text starts.
+    fn write_table_entry(&mut self, tag: u8, key: &str) -> usize {
+        self.buffer.push(tag);
+        put_varint(&mut self.buffer, key.len() as u64);
+        let at = self.buffer.len();
+        self.buffer.extend_from_slice(key.as_bytes());
+        at
     }
 
     /// The aggregated record's data.
@@ -202,6 +244,20 @@ fn record_len(pk_index: u64, ehk_index: Option<u64>, data_len: usize) -> usize {
 mod tests {
     use super::*;
     use crate::source::deaggregate::{decode_aggregate, UserRecord};
+
+    impl AggregateBuilder {
+        fn new() -> Self {
+            AggregateBuilder::default()
+        }
+
+        fn push(&mut self, pk: &str, ehk: Option<&str>, data: &[u8]) {
+            self.add(pk, text_hash(pk), ehk, data);
+        }
+
+        fn size_of(&self, pk: &str, ehk: Option<&str>, data: &[u8]) -> usize {
+            self.size_with(pk, text_hash(pk), ehk, data)
+        }
+    }
 
     fn user(pk: &str, ehk: Option<&str>, data: &[u8], sub: u64) -> UserRecord {
         UserRecord {
@@ -233,7 +289,7 @@ mod tests {
     #[test]
     fn one_record_is_the_bytes_the_format_prescribes() {
         let mut builder = AggregateBuilder::new();
-        builder.add("k", None, b"hi");
+        builder.push("k", None, b"hi");
         let blob = builder.finish();
         let body = [
             0x0A, 1, b'k', // partition_key_table: "k"
@@ -262,8 +318,8 @@ mod tests {
             ("beta", None, b"five"),
         ];
         for (pk, ehk, data) in records {
-            let expected = builder.size_with(pk, ehk, data);
-            builder.add(pk, ehk, data);
+            let expected = builder.size_of(pk, ehk, data);
+            builder.push(pk, ehk, data);
             assert_eq!(builder.size(), expected, "size_with predicts the size");
         }
         assert_eq!(builder.records(), 5);
@@ -282,11 +338,25 @@ mod tests {
     #[test]
     fn repeated_keys_are_written_once() {
         let mut once = AggregateBuilder::new();
-        once.add("same-key", Some("7"), b"a");
+        once.push("same-key", Some("7"), b"a");
         let single = once.size();
-        once.add("same-key", Some("7"), b"a");
+        once.push("same-key", Some("7"), b"a");
         // The second record adds only its Record message: tag, length, 2+2+3 bytes.
         assert_eq!(once.size() - single, 2 + 7);
+    }
+
+    #[test]
+    fn a_colliding_key_hash_only_costs_deduplication() {
+        let mut builder = AggregateBuilder::new();
+        builder.add("first", 7, None, b"1");
+        builder.add("second", 7, None, b"2");
+        builder.add("first", 7, None, b"3");
+        let keys: Vec<String> = decode_aggregate(&builder.finish())
+            .unwrap()
+            .into_iter()
+            .map(|u| u.partition_key)
+            .collect();
+        assert_eq!(keys, ["first", "second", "first"]);
     }
 
     #[test]
@@ -297,10 +367,10 @@ mod tests {
             ("k", None, vec![2u8; 70_000]),
         ] {
             let mut builder = AggregateBuilder::new();
-            builder.add(pk, ehk, &data);
+            builder.push(pk, ehk, &data);
             assert_eq!(AggregateBuilder::size_alone(pk, ehk, &data), builder.size());
             assert_eq!(
-                AggregateBuilder::new().size_with(pk, ehk, &data),
+                AggregateBuilder::new().size_of(pk, ehk, &data),
                 builder.size()
             );
         }
@@ -311,10 +381,10 @@ mod tests {
         let mut builder = AggregateBuilder::new();
         let n = MAX_REMEMBERED_KEYS + 10;
         for i in 0..n {
-            builder.add(&format!("k{i}"), None, &[i as u8]);
+            builder.push(&format!("k{i}"), None, &[i as u8]);
         }
         // A key seen before but past the remembered ones is written again: still correct.
-        builder.add(&format!("k{}", n - 1), None, b"again");
+        builder.push(&format!("k{}", n - 1), None, b"again");
         let decoded = decode_aggregate(&builder.finish()).unwrap();
         assert_eq!(decoded.len(), n + 1);
         assert_eq!(decoded[n].partition_key, format!("k{}", n - 1));

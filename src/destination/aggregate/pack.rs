@@ -11,6 +11,7 @@
 use std::collections::{HashMap, HashSet};
 
 use super::encode::AggregateBuilder;
+use super::Prehashed;
 use crate::destination::batch::{MAX_ENTRIES, MAX_REQUEST_BYTES};
 
 /// What packing needs to know about a user record.
@@ -82,7 +83,10 @@ impl<R: UserRecord> Open<R> {
     }
 }
 
-type KeySet = HashSet<u64>;
+type KeySet = HashSet<u64, Prehashed>;
+
+/// Most bytes an aggregate's buffer reserves up front.
+const INITIAL_CAPACITY: usize = 64 * 1024;
 
 /// The records of one call in the making.
 #[derive(Debug)]
@@ -90,11 +94,11 @@ pub struct CallPacker<R> {
     limits: PackLimits,
     stream: Option<String>,
     /// Open aggregates by shard index.
-    open: HashMap<usize, Open<R>>,
+    open: HashMap<usize, Open<R>, Prehashed>,
     done: Vec<Outgoing<R>>,
     bytes: usize,
     /// Strict ordering: the shard of the open aggregate holding each key.
-    open_keys: HashMap<u64, usize>,
+    open_keys: HashMap<u64, usize, Prehashed>,
     /// Strict ordering: keys in entries of this call that take no more records.
     closed_keys: KeySet,
     /// Keys deferred to a later call: all their later records follow.
@@ -106,12 +110,12 @@ impl<R: UserRecord> CallPacker<R> {
         CallPacker {
             limits,
             stream: None,
-            open: HashMap::new(),
+            open: HashMap::default(),
             done: Vec::new(),
             bytes: 0,
-            open_keys: HashMap::new(),
-            closed_keys: KeySet::new(),
-            blocked: KeySet::new(),
+            open_keys: HashMap::default(),
+            closed_keys: KeySet::default(),
+            blocked: KeySet::default(),
         }
     }
 
@@ -162,6 +166,7 @@ impl<R: UserRecord> CallPacker<R> {
         if let Some(open) = self.open.get_mut(&shard) {
             let grown = open.builder.size_with(
                 record.partition_key(),
+                key,
                 record.explicit_hash_key(),
                 record.data(),
             ) + open.records[0].partition_key().len();
@@ -172,6 +177,7 @@ impl<R: UserRecord> CallPacker<R> {
                 }
                 open.builder.add(
                     record.partition_key(),
+                    key,
                     record.explicit_hash_key(),
                     record.data(),
                 );
@@ -190,9 +196,12 @@ impl<R: UserRecord> CallPacker<R> {
         if self.room_for(alone_size).is_err() {
             return Packed::Full(record);
         }
-        let mut builder = AggregateBuilder::new();
+        // Room for a full aggregate at once (up to a bound: a buffer per open shard and lane).
+        let mut builder =
+            AggregateBuilder::with_capacity(self.limits.max_bytes.min(INITIAL_CAPACITY));
         builder.add(
             record.partition_key(),
+            key,
             record.explicit_hash_key(),
             record.data(),
         );

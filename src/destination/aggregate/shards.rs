@@ -21,6 +21,8 @@ pub struct ShardMap {
     shards: Vec<ShardRange>,
     /// `start` of each shard in decimal: the explicit hash key that puts an aggregate there.
     start_keys: Vec<Arc<str>>,
+    /// One shard holds the whole hash key range: every record lands there, no hash needed.
+    whole_range: bool,
 }
 
 /// Why a listing is no usable map.
@@ -77,7 +79,12 @@ impl ShardMap {
             .iter()
             .map(|shard| Arc::from(shard.start.to_string()))
             .collect();
-        Ok(ShardMap { shards, start_keys })
+        let whole_range = shards.len() == 1 && shards[0].start == 0 && shards[0].end == u128::MAX;
+        Ok(ShardMap {
+            shards,
+            start_keys,
+            whole_range,
+        })
     }
 
     pub fn len(&self) -> usize {
@@ -107,6 +114,10 @@ impl ShardMap {
 
     /// Index of the shard a record with these keys lands on.
     pub fn predict(&self, partition_key: &str, explicit_hash_key: Option<&str>) -> Option<usize> {
+        if self.whole_range {
+            // The writer only sends valid explicit hash keys, all of which are in range.
+            return Some(0);
+        }
         self.shard_of(hash_key_of(partition_key, explicit_hash_key)?)
     }
 }
@@ -168,6 +179,16 @@ mod tests {
         for index in 0..map.len() {
             assert_eq!(map.predict("any", Some(map.start_key(index))), Some(index));
         }
+    }
+
+    #[test]
+    fn one_shard_over_the_whole_range_takes_everything() {
+        let map = ShardMap::from_listing([("only", "0", MAX)]).unwrap();
+        assert_eq!(map.predict("any", None), Some(0));
+        assert_eq!(map.predict("any", Some("12")), Some(0));
+        // One shard over part of the range (a listing mid-reshard) still checks.
+        let part = ShardMap::from_listing([("half", "0", HALF)]).unwrap();
+        assert_eq!(part.predict("a", Some(MAX)), None);
     }
 
     #[test]
