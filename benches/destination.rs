@@ -17,12 +17,17 @@
 //! * **kinesis-local**: a short pass against the real-protocol mock server (needs
 //!   `bash test/setup.sh`), limited by kinesis-local itself.
 //!
+//! * **Aggregation**: the plugin with `sdk.record.format=raw` at 100 B and 1 KiB, with
+//!   `aggregation.enabled` off and on (pinned to one core when possible): user records/s, CPU
+//!   per user record, and the Kinesis records and PUT payload units per million user records
+//!   the bench endpoint counted (it de-counts KPL aggregates).
+//!
 //! Measured per scenario after a warm-up: records/s (wall), CPU seconds per 100k records of
 //! the measured process (utime+stime from /proc/<pid>/stat) and its peak RSS (VmHWM).
 //!
 //! Environment knobs: `BENCH_RECORDS` (default 200000), `BENCH_WARMUP` (20000),
-//! `BENCH_KL_RECORDS` (5000), `BENCH_SKIP_KINESIS_LOCAL=1`, `BENCH_ONLY=1k|100b` (bench
-//! endpoint scenarios), `BENCH_SKIP_BASELINE=1` (for profiling runs), `BENCH_NO_PIN=1` (no
+//! `BENCH_KL_RECORDS` (5000), `BENCH_SKIP_KINESIS_LOCAL=1`, `BENCH_ONLY=1k|100b|aggregation`
+//! (bench endpoint scenarios; 1k and 100b skip the aggregation rows), `BENCH_SKIP_AGGREGATION=1`, `BENCH_SKIP_BASELINE=1` (for profiling runs), `BENCH_NO_PIN=1` (no
 //! second plugin run pinned to one core with `taskset`), and for experiments
 //! `BENCH_PLUGIN_CONFIG=k=v,...` (extra destination settings) and `BENCH_BASELINE_CALL`
 //! (entries per baseline PutRecords call, default 500).
@@ -349,6 +354,7 @@ struct Row {
 
 /// Drives one plugin process: Configure → Open → Run (warm-up, then measured) → Stop →
 /// Teardown → Shutdown.
+#[allow(clippy::too_many_arguments)]
 async fn run_plugin(
     url: &str,
     stream: &str,
@@ -357,13 +363,23 @@ async fn run_plugin(
     records: u64,
     tck: f64,
     pinned: bool,
+    settings: &[(&str, &str)],
 ) -> Result<Measured, String> {
     let plugin = PluginProcess::start().await?;
     if pinned {
         pin(plugin.child.id(), "0x1")?;
         pin(std::process::id(), "0x2")?;
     }
-    let result = drive_plugin(&plugin, url, stream, payload_size, warmup, records, tck).await;
+    let result = drive_plugin(
+        &plugin,
+        url,
+        stream,
+        payload_size,
+        (warmup, records),
+        tck,
+        settings,
+    )
+    .await;
     if pinned {
         pin(std::process::id(), "0x3")?;
     }
@@ -373,14 +389,15 @@ async fn run_plugin(
     result
 }
 
+/// `settings` are set after the defaults (and before `BENCH_PLUGIN_CONFIG`).
 async fn drive_plugin(
     plugin: &PluginProcess,
     url: &str,
     stream: &str,
     payload_size: usize,
-    warmup: u64,
-    records: u64,
+    (warmup, records): (u64, u64),
     tck: f64,
+    settings: &[(&str, &str)],
 ) -> Result<Measured, String> {
     let mut client = DestinationPluginClient::new(plugin.channel.clone());
     let config: HashMap<String, String> = [
@@ -392,6 +409,7 @@ async fn drive_plugin(
         ("sdk.record.format", "opencdc/json"),
     ]
     .iter()
+    .chain(settings)
     .map(|(k, v)| (k.to_string(), v.to_string()))
     .chain(plugin_extra_config())
     .collect();
@@ -893,6 +911,163 @@ impl Drop for KinesisLocal {
 }
 
 // ---------------------------------------------------------------------------------------------
+// Aggregation rows
+
+/// One plugin run for the aggregation comparison.
+struct AggregationRow {
+    size: usize,
+    aggregated: bool,
+    pinned: bool,
+    result: Result<Measured, String>,
+    /// Endpoint counts over the whole run (warm-up included).
+    user_records: u64,
+    kinesis_records: u64,
+    payload_units: u64,
+}
+
+impl AggregationRow {
+    fn per_million(&self, count: u64) -> f64 {
+        count as f64 / self.user_records.max(1) as f64 * 1e6
+    }
+}
+
+/// The plugin with `sdk.record.format=raw` (so a record's Kinesis data is its payload of
+/// `size` bytes, the user record size the KPL speaks of), aggregation off and on, pinned to
+/// one core when possible: user records/s, CPU per user record, and the Kinesis records and
+/// PUT payload units the bench endpoint counted.
+fn run_aggregation_rows(
+    runtime: &tokio::runtime::Runtime,
+    endpoint: &Endpoint,
+    (warmup, records): (u64, u64),
+    tck: f64,
+    pinned: bool,
+    failures: &mut Vec<String>,
+) -> Vec<AggregationRow> {
+    let mut rows = Vec::new();
+    for size in [100usize, 1024] {
+        for aggregated in [false, true] {
+            let label = size_label(size);
+            let mode = if aggregated { "on" } else { "off" };
+            eprintln!("bench: aggregation {mode}, {label}: {warmup} warm-up + {records} records");
+            let mut settings = vec![("sdk.record.format", "raw")];
+            if aggregated {
+                settings.push(("aggregation.enabled", "true"));
+            }
+            let (users_before, entries_before, units_before) = (
+                endpoint.user_records(),
+                endpoint.entries(),
+                endpoint.payload_units(),
+            );
+            let result = runtime.block_on(run_plugin(
+                &endpoint.url,
+                STREAM,
+                size,
+                warmup,
+                records,
+                tck,
+                pinned,
+                &settings,
+            ));
+            let row = AggregationRow {
+                size,
+                aggregated,
+                pinned,
+                user_records: endpoint.user_records() - users_before,
+                kinesis_records: endpoint.entries() - entries_before,
+                payload_units: endpoint.payload_units() - units_before,
+                result,
+            };
+            match &row.result {
+                Err(e) => failures.push(format!("aggregation {mode} {label}: {e}")),
+                Ok(_) if row.user_records < warmup + records => failures.push(format!(
+                    "aggregation {mode} {label}: records lost: the endpoint counted {} user \
+                     records for {} acked",
+                    row.user_records,
+                    warmup + records
+                )),
+                Ok(_) => {}
+            }
+            rows.push(row);
+        }
+    }
+    rows
+}
+
+fn print_aggregation_rows(rows: &[AggregationRow]) {
+    if rows.is_empty() {
+        return;
+    }
+    println!();
+    println!(
+        "aggregation (sdk.record.format=raw, so the Kinesis data of a record is its payload; \
+         payload units: data plus partition key per Kinesis record in 25,000-byte units, rounded up):"
+    );
+    println!();
+    println!(
+        "| scenario | user records | user records/s | CPU s per 100k user records | Kinesis records per 1M user records | payload units per 1M user records | vs aggregation off |"
+    );
+    println!("|---|---:|---:|---:|---:|---:|---|");
+    let mut verdicts = Vec::new();
+    for row in rows {
+        let scenario = format!(
+            "plugin{} → bench endpoint, {}, aggregation {}",
+            if row.pinned {
+                " (pinned to 1 core)"
+            } else {
+                ""
+            },
+            size_label(row.size),
+            if row.aggregated { "on" } else { "off" }
+        );
+        let Ok(m) = &row.result else {
+            println!("| {scenario} | failed | | | | | |");
+            continue;
+        };
+        let off = rows
+            .iter()
+            .find(|r| r.size == row.size && !r.aggregated)
+            .filter(|_| row.aggregated);
+        let vs = match off {
+            Some(off) => match &off.result {
+                Ok(o) => {
+                    let fewer_records = off.per_million(off.kinesis_records)
+                        / row.per_million(row.kinesis_records).max(1e-9);
+                    let fewer_units = off.per_million(off.payload_units)
+                        / row.per_million(row.payload_units).max(1e-9);
+                    let speed = m.rate() / o.rate();
+                    if row.size == 100 {
+                        let met = fewer_records >= 100.0 && fewer_units >= 100.0 && speed >= 1.0;
+                        verdicts.push(format!(
+                            "  100 B: {fewer_records:.0}× fewer Kinesis records, {fewer_units:.0}× fewer payload \
+                             units, {speed:.2}× user records/s → target (≥100× fewer of both, ≥1.00× records/s) {}",
+                            if met { "MET" } else { "NOT MET" }
+                        ));
+                    }
+                    format!(
+                        "{speed:.2}× records/s, {:.2}× CPU per record, {fewer_records:.0}× fewer Kinesis \
+                         records, {fewer_units:.0}× fewer payload units",
+                        m.cpu_per_100k() / o.cpu_per_100k()
+                    )
+                }
+                Err(_) => "off failed".into(),
+            },
+            None => "—".into(),
+        };
+        println!(
+            "| {scenario} | {} | {} | {:.3} | {} | {} | {vs} |",
+            thousands(m.records as f64),
+            thousands(m.rate()),
+            m.cpu_per_100k(),
+            thousands(row.per_million(row.kinesis_records)),
+            thousands(row.per_million(row.payload_units)),
+        );
+    }
+    for verdict in verdicts {
+        println!("{verdict}");
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
 // Orchestration
 
 /// Whether to run unpinned, then pinned: pinning needs `taskset` and two cores, and
@@ -984,6 +1159,7 @@ fn run() -> Result<(), String> {
     let sizes: Vec<usize> = match only.as_str() {
         "1k" => vec![1024],
         "100b" => vec![100],
+        "aggregation" => vec![],
         _ => vec![1024, 100],
     };
     for &size in &sizes {
@@ -1043,6 +1219,7 @@ fn run() -> Result<(), String> {
                 records,
                 tck,
                 pinned,
+                &[],
             ));
             let got = endpoint.entries() - before;
             if result.is_ok() && got < warmup + records {
@@ -1094,6 +1271,21 @@ fn run() -> Result<(), String> {
             });
         }
     }
+    // --- aggregation off and on ----------------------------------------------------------------
+    let aggregation_rows =
+        if env_flag("BENCH_SKIP_AGGREGATION") || matches!(only.as_str(), "1k" | "100b") {
+            Vec::new()
+        } else {
+            let pinned = pinned_runs(cores).last().copied().unwrap_or(false);
+            run_aggregation_rows(
+                &runtime,
+                &endpoint,
+                (warmup, records),
+                tck,
+                pinned,
+                &mut failures,
+            )
+        };
     drop(endpoint);
 
     // --- kinesis-local ------------------------------------------------------------------------
@@ -1146,6 +1338,7 @@ fn run() -> Result<(), String> {
                         kl_records,
                         tck,
                         false,
+                        &[],
                     ));
                     if let Err(e) = &result {
                         failures.push(format!("plugin kinesis-local {label}: {e}"));
@@ -1209,6 +1402,7 @@ fn run() -> Result<(), String> {
     for note in &notes {
         println!("note: {note}");
     }
+    print_aggregation_rows(&aggregation_rows);
     println!();
     println!(
         "targets (issue): ≥{} records/s of 1 KiB on one core; peak RSS ≤ {TARGET_RSS_MIB} MiB",

@@ -346,6 +346,7 @@ pub(crate) static DESTINATION_PARAMS: LazyLock<Vec<Param>> = LazyLock::new(|| {
     [
         destination_stream_params(),
         destination_write_params(),
+        aggregation_params(),
         sdk_destination_params(),
         aws_params(),
     ]
@@ -374,6 +375,10 @@ pub(crate) const SDK_RECORD_FORMAT: &str = "sdk.record.format";
 pub(crate) const SDK_RECORD_FORMAT_OPTIONS: &str = "sdk.record.format.options";
 pub(crate) const SDK_SCHEMA_EXTRACT_PAYLOAD: &str = "sdk.schema.extract.payload.enabled";
 pub(crate) const SDK_SCHEMA_EXTRACT_KEY: &str = "sdk.schema.extract.key.enabled";
+pub(crate) const AGGREGATION_ENABLED: &str = "aggregation.enabled";
+pub(crate) const AGGREGATION_MAX_BYTES: &str = "aggregation.maxBytes";
+pub(crate) const AGGREGATION_MAX_RECORDS: &str = "aggregation.maxRecords";
+pub(crate) const AGGREGATION_MAX_DELAY: &str = "aggregation.maxDelay";
 
 /// Kinesis accepts at most 500 entries per PutRecords call.
 pub(crate) const MAX_PUT_RECORDS_ENTRIES: i64 = 500;
@@ -504,6 +509,47 @@ fn destination_write_params() -> Vec<Param> {
             "Longest wait between two attempts.",
         )
         .default("5s"),
+    ]
+}
+
+fn aggregation_params() -> Vec<Param> {
+    vec![
+        Param::new(
+            AGGREGATION_ENABLED,
+            ParamType::Bool,
+            "Pack many records into one Kinesis record in the KPL aggregation format, per target \
+             shard (predicted from the stream's shard hash key ranges), as the Kinesis Producer Library \
+             does: far fewer Kinesis records and PUT payload units for small records. Consumers must \
+             de-aggregate (the KCL, aws-kinesis-agg and this connector's source do); plain GetRecords \
+             readers see the aggregates. Each record keeps its own partition key and explicit hash key.",
+        )
+        .default("false"),
+        Param::new(
+            AGGREGATION_MAX_BYTES,
+            ParamType::Int,
+            "Largest aggregate (data plus partition key, in bytes), as the KPL's AggregationMaxSize. A \
+             record too large to share one goes alone, not aggregated. At most 1048576 (1 MiB, the Kinesis \
+             record limit).",
+        )
+        .default("51200")
+        .validations(&[Validation::GreaterThan(0.0), Validation::LessThan(1_048_577.0)]),
+        Param::new(
+            AGGREGATION_MAX_RECORDS,
+            ParamType::Int,
+            "Most records per aggregate. An aggregate is written, retried and nacked as a whole, so this \
+             bounds how many records one failure touches; at the default maxBytes it only binds for \
+             records under about 45 bytes, so it costs no reduction for typical records.",
+        )
+        .default("1000")
+        .validations(&[Validation::GreaterThan(0.0)]),
+        Param::new(
+            AGGREGATION_MAX_DELAY,
+            ParamType::Duration,
+            "How long a partly filled aggregate may wait for more records. 0: it goes out with the next \
+             PutRecords call, as batches do (sdk.batch.delay); longer values fill aggregates better at low \
+             rates, at that much latency.",
+        )
+        .default("0"),
     ]
 }
 

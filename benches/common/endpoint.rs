@@ -1,5 +1,5 @@
 //! The bench endpoint: a minimal loopback HTTP/1.1 Kinesis server (a [`LoopbackServer`]).
-//! It answers DescribeStreamSummary and ListStreams, and PutRecords in AWS JSON 1.1 (by counting `"PartitionKey"` occurrences) or AWS CBOR (by
+//! It answers DescribeStreamSummary, ListStreams, ListShards (one shard), and PutRecords in AWS JSON 1.1 (by counting `"PartitionKey"` occurrences) or AWS CBOR (by
 //! reading the `Records` array's length), without parsing or storing anything, so it costs
 //! little next to the process under test on a 2-core machine.
 
@@ -22,6 +22,12 @@ pub struct EndpointStats {
     pub put_entries: AtomicU64,
     /// PutRecords request body bytes: what SigV4 hashes.
     pub put_body_bytes: AtomicU64,
+    /// User records in the PutRecords entries: KPL aggregates count their records (AWS CBOR
+    /// bodies only; JSON bodies count one per entry).
+    pub put_user_records: AtomicU64,
+    /// PUT payload units: per entry, data plus partition key in 25,000-byte units, rounded up
+    /// (AWS CBOR bodies only).
+    pub put_payload_units: AtomicU64,
     pub other_calls: AtomicU64,
     pub rejected: AtomicU64,
 }
@@ -53,6 +59,16 @@ impl Endpoint {
     /// PutRecords entries counted so far.
     pub fn entries(&self) -> u64 {
         self.stats.put_entries.load(Ordering::Relaxed)
+    }
+
+    /// User records counted so far (see [`EndpointStats::put_user_records`]).
+    pub fn user_records(&self) -> u64 {
+        self.stats.put_user_records.load(Ordering::Relaxed)
+    }
+
+    /// PUT payload units counted so far.
+    pub fn payload_units(&self) -> u64 {
+        self.stats.put_payload_units.load(Ordering::Relaxed)
     }
 }
 
@@ -165,6 +181,109 @@ fn count_cbor_entries(body: &[u8]) -> usize {
     body.windows(NEEDLE.len()).filter(|w| *w == NEEDLE).count()
 }
 
+/// Bytes of one PUT payload unit (AWS: "25KB payload chunks"; a 1 MB record is 40 units).
+pub const PAYLOAD_UNIT: usize = 25_000;
+const KPL_MAGIC: [u8; 4] = [0xF3, 0x89, 0x9A, 0xC2];
+
+/// The argument of a CBOR item head at `at` (definite lengths only): (major, value, next).
+fn cbor_head(body: &[u8], at: usize) -> Option<(u8, usize, usize)> {
+    let first = *body.get(at)?;
+    let (major, info) = (first >> 5, first & 0x1f);
+    let be = |n: usize| {
+        body.get(at + 1..at + 1 + n)
+            .map(|b| b.iter().fold(0usize, |acc, &x| acc << 8 | usize::from(x)))
+    };
+    match info {
+        0..=23 => Some((major, usize::from(info), at + 1)),
+        24 => Some((major, be(1)?, at + 2)),
+        25 => Some((major, be(2)?, at + 3)),
+        26 => Some((major, be(4)?, at + 5)),
+        27 => Some((major, be(8)?, at + 9)),
+        _ => None,
+    }
+}
+
+/// User records of a KPL aggregate (its protobuf's `records` fields), or 1 for a plain record.
+fn kpl_user_records(data: &[u8]) -> usize {
+    if !data.starts_with(&KPL_MAGIC) || data.len() <= KPL_MAGIC.len() + 16 {
+        return 1;
+    }
+    let body = &data[KPL_MAGIC.len()..data.len() - 16];
+    let varint = |at: &mut usize| -> Option<usize> {
+        let mut value = 0usize;
+        for shift in (0..64).step_by(7) {
+            let byte = *body.get(*at)?;
+            *at += 1;
+            value |= usize::from(byte & 0x7f) << shift;
+            if byte < 0x80 {
+                return Some(value);
+            }
+        }
+        None
+    };
+    let mut at = 0;
+    let mut records = 0;
+    while at < body.len() {
+        let Some(tag) = varint(&mut at) else { return 1 };
+        match tag & 7 {
+            0 => {
+                if varint(&mut at).is_none() {
+                    return 1;
+                }
+            }
+            2 => {
+                let Some(len) = varint(&mut at) else { return 1 };
+                at += len;
+            }
+            _ => return 1,
+        }
+        if tag >> 3 == 3 {
+            records += 1;
+        }
+    }
+    records
+}
+
+/// User records and payload units of an AWS CBOR PutRecords body as the connector writes it
+/// (definite lengths); `None` for anything else.
+fn cbor_entry_stats(body: &[u8]) -> Option<(usize, usize)> {
+    const RECORDS_FIRST: &[u8] = b"\xa2\x67Records";
+    let rest_at = RECORDS_FIRST.len();
+    if !body.starts_with(RECORDS_FIRST) {
+        return None;
+    }
+    let (major, entries, mut at) = cbor_head(body, rest_at)?;
+    if major != 4 {
+        return None;
+    }
+    let (mut users, mut units) = (0, 0);
+    for _ in 0..entries {
+        let (major, members, next) = cbor_head(body, at)?;
+        if major != 5 {
+            return None;
+        }
+        at = next;
+        let mut size = 0;
+        for _ in 0..members {
+            let (_, key_len, key_at) = cbor_head(body, at)?;
+            let key = body.get(key_at..key_at + key_len)?;
+            let (_, value_len, value_at) = cbor_head(body, key_at + key_len)?;
+            let value = body.get(value_at..value_at + value_len)?;
+            match key {
+                b"Data" => {
+                    users += kpl_user_records(value);
+                    size += value.len();
+                }
+                b"PartitionKey" => size += value.len(),
+                _ => {}
+            }
+            at = value_at + value_len;
+        }
+        units += size.div_ceil(PAYLOAD_UNIT).max(1);
+    }
+    Some((users, units))
+}
+
 /// The CBOR PutRecords answer for `n` written entries.
 fn cbor_put_records_answer(body_buf: &mut Vec<u8>, n: usize, conn: u64, seq: &mut u64) {
     use conduit_connector_kinesis::testing::cbor::Writer;
@@ -234,8 +353,19 @@ fn respond(
             } else {
                 count_partition_keys(body)
             };
+            let (users, units) = if head.cbor {
+                cbor_entry_stats(body).unwrap_or((n, 0))
+            } else {
+                (n, 0)
+            };
             stats.put_calls.fetch_add(1, Ordering::Relaxed);
             stats.put_entries.fetch_add(n as u64, Ordering::Relaxed);
+            stats
+                .put_user_records
+                .fetch_add(users as u64, Ordering::Relaxed);
+            stats
+                .put_payload_units
+                .fetch_add(units as u64, Ordering::Relaxed);
             stats
                 .put_body_bytes
                 .fetch_add(body.len() as u64, Ordering::Relaxed);
@@ -259,6 +389,18 @@ fn respond(
                  \"RetentionPeriodHours\":24,\"StreamCreationTimestamp\":1767225600,\
                  \"EnhancedMonitoring\":[{{\"ShardLevelMetrics\":[]}}],\"EncryptionType\":\"NONE\",\
                  \"OpenShardCount\":1,\"ConsumerCount\":0}}}}"
+            );
+            "200 OK"
+        }
+        "ListShards" => {
+            // One shard over the whole hash key range (what aggregation packs by).
+            stats.other_calls.fetch_add(1, Ordering::Relaxed);
+            let _ = write!(
+                VecWriter(body_buf),
+                "{{\"Shards\":[{{\"ShardId\":\"shardId-000000000000\",\
+                 \"HashKeyRange\":{{\"StartingHashKey\":\"0\",\
+                 \"EndingHashKey\":\"340282366920938463463374607431768211455\"}},\
+                 \"SequenceNumberRange\":{{\"StartingSequenceNumber\":\"0\"}}}}]}}"
             );
             "200 OK"
         }

@@ -1,6 +1,7 @@
 //! The Kinesis destination: writes records with PutRecords within Kinesis limits, retrying
 //! only failed entries, keyed and routed as configured. See [`writer`] for the pipeline.
 
+pub(crate) mod aggregate;
 pub(crate) mod avro_bounds;
 pub(crate) mod batch;
 pub(crate) mod exact;

@@ -131,6 +131,14 @@ impl EntryFailure {
 /// One result per entry, in request order: `None` when the entry was written.
 pub(crate) type EntryResults = Vec<Option<EntryFailure>>;
 
+/// A successful PutRecords answer: one result per entry and, for written entries, the
+/// shard Kinesis put it on (`ShardId`), when the answer says.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct PutAnswer {
+    pub results: EntryResults,
+    pub shards: Vec<Option<Box<str>>>,
+}
+
 #[derive(Deserialize)]
 struct OutputShape<'a> {
     #[serde(rename = "Records", borrow, default)]
@@ -139,6 +147,8 @@ struct OutputShape<'a> {
 
 #[derive(Deserialize)]
 struct ResultShape<'a> {
+    #[serde(rename = "ShardId", borrow, default)]
+    shard_id: Option<std::borrow::Cow<'a, str>>,
     #[serde(rename = "ErrorCode", borrow, default)]
     error_code: Option<std::borrow::Cow<'a, str>>,
     #[serde(rename = "ErrorMessage", borrow, default)]
@@ -152,17 +162,26 @@ pub fn parse_response(
     body: &[u8],
     entries: usize,
 ) -> Result<EntryResults, String> {
-    let results = match protocol {
+    parse_answer(protocol, body, entries).map(|answer| answer.results)
+}
+
+/// [`parse_response`] with the shards of the written entries.
+pub(crate) fn parse_answer(
+    protocol: Protocol,
+    body: &[u8],
+    entries: usize,
+) -> Result<PutAnswer, String> {
+    let answer = match protocol {
         Protocol::Json => parse_json_response(body)?,
         Protocol::Cbor => parse_cbor_response(body)?,
     };
-    if results.len() != entries {
+    if answer.results.len() != entries {
         return Err(format!(
             "PutRecords answered {} results for {entries} entries",
-            results.len()
+            answer.results.len()
         ));
     }
-    Ok(results)
+    Ok(answer)
 }
 
 fn entry_result(code: Option<&str>, message: Option<&str>) -> Option<EntryFailure> {
@@ -173,10 +192,10 @@ fn entry_result(code: Option<&str>, message: Option<&str>) -> Option<EntryFailur
         })
 }
 
-fn parse_json_response(body: &[u8]) -> Result<EntryResults, String> {
+fn parse_json_response(body: &[u8]) -> Result<PutAnswer, String> {
     let output: OutputShape<'_> = serde_json::from_slice(body)
         .map_err(|e| format!("PutRecords answered something that is not its response: {e}"))?;
-    Ok(output
+    let results = output
         .records
         .iter()
         .map(|result| {
@@ -185,18 +204,25 @@ fn parse_json_response(body: &[u8]) -> Result<EntryResults, String> {
                 result.error_message.as_deref(),
             )
         })
-        .collect())
+        .collect();
+    let shards = output
+        .records
+        .iter()
+        .map(|result| result.shard_id.as_deref().map(Box::from))
+        .collect();
+    Ok(PutAnswer { results, shards })
 }
 
 /// Walks the answer with a [`cbor::Cursor`]: only the results' `ErrorCode` and
 /// `ErrorMessage` are read, without a tree of every result.
-fn parse_cbor_response(body: &[u8]) -> Result<EntryResults, String> {
+fn parse_cbor_response(body: &[u8]) -> Result<PutAnswer, String> {
     let not_the_response =
         |why: String| format!("PutRecords answered something that is not its response: {why}");
     let cbor_error = |e: cbor::DecodeError| not_the_response(e.to_string());
     let mut cursor = cbor::Cursor::new(body);
     let mut output = cursor.map().map_err(cbor_error)?;
     let mut results = Vec::new();
+    let mut shards = Vec::new();
     while cursor.next_in(&mut output) {
         if cursor.text().map_err(cbor_error)?.as_deref() != Some("Records") {
             cursor.skip().map_err(cbor_error)?;
@@ -212,19 +238,23 @@ fn parse_cbor_response(body: &[u8]) -> Result<EntryResults, String> {
             let mut fields = cursor
                 .map()
                 .map_err(|_| not_the_response("a result is not a map".into()))?;
-            let (mut code, mut message) = (None, None);
+            let (mut code, mut message, mut shard) = (None, None, None);
             while cursor.next_in(&mut fields) {
                 match cursor.text().map_err(cbor_error)?.as_deref() {
                     Some("ErrorCode") => code = cursor.text().map_err(cbor_error)?,
                     Some("ErrorMessage") => message = cursor.text().map_err(cbor_error)?,
+                    Some("ShardId") => {
+                        shard = cursor.text().map_err(cbor_error)?.as_deref().map(Box::from)
+                    }
                     _ => cursor.skip().map_err(cbor_error)?,
                 }
             }
             results.push(entry_result(code.as_deref(), message.as_deref()));
+            shards.push(shard);
         }
     }
     cursor.finish().map_err(cbor_error)?;
-    Ok(results)
+    Ok(PutAnswer { results, shards })
 }
 
 /// A PutRecords call that failed as a whole.
@@ -302,7 +332,7 @@ pub(crate) trait PutRecordsSender: Send + Sync + 'static {
         &self,
         stream: &StreamRef,
         entries: &[E],
-    ) -> impl Future<Output = Result<EntryResults, CallError>> + Send;
+    ) -> impl Future<Output = Result<PutAnswer, CallError>> + Send;
 }
 
 /// Sends PutRecords calls to Kinesis. Cheap to share between lanes.
@@ -331,7 +361,7 @@ impl PutRecordsSender for PutRecordsClient {
         &self,
         stream: &StreamRef,
         entries: &[E],
-    ) -> Result<EntryResults, CallError> {
+    ) -> Result<PutAnswer, CallError> {
         let mut body = Vec::new();
         encode_body(self.protocol, stream, entries, &mut body);
         let response = tokio::time::timeout(CALL_TIMEOUT, async {
@@ -359,7 +389,7 @@ impl PutRecordsSender for PutRecordsClient {
         let (parts, body) = response?;
         if parts.status.is_success() {
             let protocol = Protocol::of_response(&parts.headers);
-            return parse_response(protocol, &body, entries.len()).map_err(CallError::transport);
+            return parse_answer(protocol, &body, entries.len()).map_err(CallError::transport);
         }
         Err(call_error(self.client.service_error(&parts, &body)))
     }
@@ -443,6 +473,15 @@ mod tests {
         ],"EncryptionType":"NONE"}"#;
         let results = parse_response(Protocol::Json, body, 3).unwrap();
         assert_eq!(results, second_of_three_throttled());
+        let shards = parse_answer(Protocol::Json, body, 3).unwrap().shards;
+        assert_eq!(
+            shards,
+            vec![
+                Some("shardId-000000000000".into()),
+                None,
+                Some("shardId-000000000001".into())
+            ]
+        );
         let error = parse_response(Protocol::Json, body, 4).unwrap_err();
         assert!(error.contains("3 results for 4 entries"), "{error}");
         assert!(parse_response(Protocol::Json, b"<html>", 1).is_err());
@@ -564,6 +603,11 @@ mod tests {
         let body = ciborium_bytes(&response);
         let results = parse_response(Protocol::Cbor, &body, 3).unwrap();
         assert_eq!(results, second_of_three_throttled());
+        let shards = parse_answer(Protocol::Cbor, &body, 3).unwrap().shards;
+        assert_eq!(
+            shards,
+            vec![Some("shardId-000000000000".into()), None, None]
+        );
         let error = parse_response(Protocol::Cbor, &body, 2).unwrap_err();
         assert!(error.contains("3 results for 2 entries"), "{error}");
         for bad in [

@@ -2,6 +2,7 @@
 
 use std::time::Duration;
 
+use super::aggregate::{DEFAULT_MAX_BYTES, MAX_AGGREGATE_BYTES};
 use super::key::KeyStrategy;
 use super::retry::RetryPolicy;
 use super::template::RecordTemplate;
@@ -52,6 +53,16 @@ pub(crate) struct DestinationSettings {
     pub format_options: String,
     pub decode_payload_schema: bool,
     pub decode_key_schema: bool,
+    /// `aggregation.*`; `None` when off.
+    pub aggregation: Option<AggregationSettings>,
+}
+
+/// `aggregation.*` when `aggregation.enabled` is true.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct AggregationSettings {
+    pub max_bytes: usize,
+    pub max_records: usize,
+    pub max_delay: Duration,
 }
 
 fn template(values: &Values, name: &str) -> Result<Option<RecordTemplate>, ConfigError> {
@@ -208,6 +219,9 @@ impl DestinationSettings {
         let batch_delay = duration(values, SDK_BATCH_DELAY)
             .map_err(|e| errors.push(e))
             .unwrap_or_default();
+        let aggregation_delay = duration(values, AGGREGATION_MAX_DELAY)
+            .map_err(|e| errors.push(e))
+            .unwrap_or_default();
 
         if let Some(e) = ConfigError::from_many(errors) {
             return Err(e);
@@ -247,6 +261,18 @@ impl DestinationSettings {
                 .to_string(),
             decode_payload_schema: values.bool(SDK_SCHEMA_EXTRACT_PAYLOAD).unwrap_or(true),
             decode_key_schema: values.bool(SDK_SCHEMA_EXTRACT_KEY).unwrap_or(true),
+            aggregation: values.bool(AGGREGATION_ENABLED).unwrap_or(false).then(|| {
+                AggregationSettings {
+                    max_bytes: values
+                        .int(AGGREGATION_MAX_BYTES)
+                        .unwrap_or(DEFAULT_MAX_BYTES as i64)
+                        .clamp(1, MAX_AGGREGATE_BYTES as i64)
+                        as usize,
+                    max_records: values.int(AGGREGATION_MAX_RECORDS).unwrap_or(1000).max(1)
+                        as usize,
+                    max_delay: aggregation_delay,
+                }
+            }),
         })
     }
 }
@@ -297,6 +323,43 @@ mod tests {
         assert_eq!(s.retry, RetryPolicy::default());
         assert_eq!(s.format, "opencdc/json");
         assert!(s.auto_create.is_none());
+        assert!(s.aggregation.is_none());
+    }
+
+    #[test]
+    fn aggregation_defaults_and_limits() {
+        let s = settings(&[(STREAM_NAME, "orders"), (AGGREGATION_ENABLED, "true")]).unwrap();
+        assert_eq!(
+            s.aggregation,
+            Some(AggregationSettings {
+                max_bytes: 51_200,
+                max_records: 1000,
+                max_delay: Duration::ZERO,
+            })
+        );
+        let s = settings(&[
+            (STREAM_NAME, "orders"),
+            (AGGREGATION_ENABLED, "true"),
+            (AGGREGATION_MAX_BYTES, "1048576"),
+            (AGGREGATION_MAX_RECORDS, "10"),
+            (AGGREGATION_MAX_DELAY, "250ms"),
+        ])
+        .unwrap();
+        let aggregation = s.aggregation.unwrap();
+        assert_eq!(aggregation.max_bytes, 1_048_576);
+        assert_eq!(aggregation.max_records, 10);
+        assert_eq!(aggregation.max_delay, Duration::from_millis(250));
+        // Past the 1 MiB record limit, or nothing at all: an error naming the parameter.
+        for bad in ["1048577", "0"] {
+            let error = settings(&[(STREAM_NAME, "orders"), (AGGREGATION_MAX_BYTES, bad)])
+                .unwrap_err()
+                .to_string();
+            assert!(error.contains(AGGREGATION_MAX_BYTES), "{error}");
+        }
+        let error = settings(&[(STREAM_NAME, "orders"), (AGGREGATION_MAX_DELAY, "-1s")])
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains(AGGREGATION_MAX_DELAY), "{error}");
     }
 
     #[test]

@@ -35,6 +35,18 @@ pub(crate) enum RecordError {
         limit: usize,
         stream: String,
     },
+    /// In an aggregate larger than the stream takes (its limit is below aggregation.maxBytes).
+    #[error(
+        "record at position {} is in an aggregate of {size} bytes, over the limit of {limit} \
+         bytes of stream {stream:?}: set aggregation.maxBytes to at most {limit}",
+        describe_position(.position)
+    )]
+    AggregateTooLarge {
+        position: Vec<u8>,
+        size: usize,
+        limit: usize,
+        stream: String,
+    },
     /// PutRecords answered a per-entry error that is not worth retrying.
     #[error(
         "record at position {} was rejected by stream {stream:?}: {code}: {message}",

@@ -7,12 +7,13 @@ use std::time::Duration;
 
 use tokio::sync::mpsc;
 
+use super::aggregating::ShardDirectory;
 use super::catalog::StreamCatalog;
 use super::error::RecordError;
 use super::health::{CallFailed, CallHealth};
-use super::{Backlog, Entry, WriterConfig};
+use super::{Backlog, Entry, WriteUnit, WriterConfig};
 use crate::aws::StreamRef;
-use crate::destination::batch::{Batch, BatchEntry, BatchLimits, Offer, MAX_REQUEST_BYTES};
+use crate::destination::batch::{Batch, BatchLimits, Offer, MAX_REQUEST_BYTES};
 use crate::destination::put::PutRecordsSender;
 use crate::destination::retry::{CallVerdict, EntryVerdict};
 
@@ -21,7 +22,7 @@ const FILL_WAIT: Duration = Duration::from_millis(50);
 
 /// How long a lane with a call in the making waits for more entries.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Wait {
+pub(super) enum Wait {
     SendNow,
     /// Wait for entries until then (`None`: no call in the making, wait for entries).
     Until(Option<tokio::time::Instant>),
@@ -29,7 +30,7 @@ enum Wait {
 
 /// The deadlines of one call in the making, each set when its wait begins.
 #[derive(Debug, Default)]
-struct CallDeadlines {
+pub(super) struct CallDeadlines {
     /// `sdk.batch.delay`: once everything handed over is prepared.
     delay: Option<tokio::time::Instant>,
     /// [`FILL_WAIT`]: while records handed over together are still being prepared, but not
@@ -39,7 +40,7 @@ struct CallDeadlines {
 }
 
 impl CallDeadlines {
-    fn next(
+    pub(super) fn next(
         &mut self,
         has_entries: bool,
         backlog_drained: bool,
@@ -59,7 +60,7 @@ impl CallDeadlines {
     }
 }
 
-async fn sleep_until_some(deadline: Option<tokio::time::Instant>) {
+pub(super) async fn sleep_until_some(deadline: Option<tokio::time::Instant>) {
     match deadline {
         Some(deadline) => tokio::time::sleep_until(deadline).await,
         None => std::future::pending().await,
@@ -97,6 +98,8 @@ pub(super) struct Lane<S> {
     pub(super) catalog: Arc<StreamCatalog>,
     pub(super) backlog: Arc<Backlog>,
     pub(super) health: Arc<CallHealth>,
+    /// Shard maps of the streams, for aggregation.
+    pub(super) shards: Arc<ShardDirectory>,
     pub(super) waiting: mpsc::Receiver<Vec<Entry>>,
     /// Entries that belong to a later call, in arrival order.
     pub(super) deferred: VecDeque<Entry>,
@@ -104,12 +107,18 @@ pub(super) struct Lane<S> {
 
 impl<S: PutRecordsSender> Lane<S> {
     pub(super) async fn run(mut self) {
+        if let Some(aggregation) = self.config.aggregation {
+            while let Some(call) = self.next_aggregated_call(aggregation).await {
+                self.write(call).await;
+            }
+            return;
+        }
         while let Some(batch) = self.next_batch().await {
-            self.write(batch).await;
+            self.write(batch.into_entries()).await;
         }
     }
 
-    fn limits(&self) -> BatchLimits {
+    pub(super) fn limits(&self) -> BatchLimits {
         let mut limits = self.config.limits;
         if let Some(rate) = &self.config.rate {
             limits.max_entries = limits.max_entries.min(rate.burst().max(1));
@@ -173,16 +182,18 @@ impl<S: PutRecordsSender> Lane<S> {
         Some(gathering.batch)
     }
 
-    async fn write(&self, batch: Batch<Entry>) {
-        let entries = batch.into_entries();
+    /// Writes one call's Kinesis records (all of one stream).
+    pub(super) async fn write<U: WriteUnit>(&self, entries: Vec<U>) {
         let Some(first) = entries.first() else { return };
-        let stream = first.stream.clone();
+        let stream = first.stream().clone();
         let info = match self.catalog.info(&stream).await {
             Ok(info) => info,
             Err(reason) => {
                 for entry in entries {
-                    let reason = reason.clone();
-                    entry.fail(|position| RecordError::NotSent { position, reason });
+                    entry.fail(|position| RecordError::NotSent {
+                        position,
+                        reason: reason.clone(),
+                    });
                 }
                 return;
             }
@@ -191,19 +202,36 @@ impl<S: PutRecordsSender> Lane<S> {
         for entry in entries {
             let size = entry.size();
             if size > info.max_record_size {
-                entry.fail(|position| RecordError::TooLarge {
-                    position,
-                    size,
-                    limit: info.max_record_size,
-                    stream: stream.name.clone(),
+                let aggregate = entry.predicted().is_some();
+                entry.fail(|position| {
+                    let (limit, stream) = (info.max_record_size, stream.name.clone());
+                    if aggregate {
+                        RecordError::AggregateTooLarge {
+                            position,
+                            size,
+                            limit,
+                            stream,
+                        }
+                    } else {
+                        RecordError::TooLarge {
+                            position,
+                            size,
+                            limit,
+                            stream,
+                        }
+                    }
                 });
             } else {
                 pending.push(entry);
             }
         }
         if let Some(rate) = &self.config.rate {
-            if !pending.is_empty() {
-                rate.acquire(pending.len()).await;
+            // Counted in user records; an aggregate may hold more than one burst.
+            let mut records: usize = pending.iter().map(U::user_records).sum();
+            while records > 0 {
+                let now = records.min(rate.burst().max(1));
+                rate.acquire(now).await;
+                records -= now;
             }
         }
         self.put_with_retries(&stream, pending).await;
@@ -213,7 +241,7 @@ impl<S: PutRecordsSender> Lane<S> {
     /// answers with a retriable error count against `retry.maxAttempts`; calls that get no
     /// answer at all do not (see [`CallVerdict::RetryUntilReachable`]) and are retried with
     /// the same capped backoff until the endpoint answers or the destination stops.
-    async fn put_with_retries(&self, stream: &StreamRef, mut pending: Vec<Entry>) {
+    async fn put_with_retries<U: WriteUnit>(&self, stream: &StreamRef, mut pending: Vec<U>) {
         let policy = self.config.retry;
         let mut answered_failures = 0;
         let mut unanswered_in_a_row = 0;
@@ -264,7 +292,13 @@ impl<S: PutRecordsSender> Lane<S> {
         }
     }
 
-    fn exhausted(&self, stream: &StreamRef, entries: Vec<Entry>, attempts: u32, reason: String) {
+    fn exhausted<U: WriteUnit>(
+        &self,
+        stream: &StreamRef,
+        entries: Vec<U>,
+        attempts: u32,
+        reason: String,
+    ) {
         for entry in entries {
             entry.fail(|position| RecordError::RetriesExhausted {
                 position,
@@ -277,26 +311,32 @@ impl<S: PutRecordsSender> Lane<S> {
 
     /// One PutRecords call. Resolves written and rejected entries; returns those to retry and
     /// why they failed (`None`: nothing to retry).
-    async fn put_once(
+    async fn put_once<U: WriteUnit>(
         &self,
         stream: &StreamRef,
-        entries: Vec<Entry>,
-    ) -> (Vec<Entry>, Option<RetryCause>) {
+        entries: Vec<U>,
+    ) -> (Vec<U>, Option<RetryCause>) {
         debug_assert!(
-            entries.iter().map(Entry::size).sum::<usize>() <= MAX_REQUEST_BYTES
-                || entries.len() == 1
+            entries.iter().map(U::size).sum::<usize>() <= MAX_REQUEST_BYTES || entries.len() == 1
         );
         match self.put.put_records(stream, &entries).await {
-            Ok(results) => {
+            Ok(answer) => {
                 let mut retry = Vec::new();
                 let mut last_error = None;
-                for (entry, result) in entries.into_iter().zip(results) {
+                let shards = answer.shards.into_iter().chain(std::iter::repeat(None));
+                for ((entry, result), shard) in entries.into_iter().zip(answer.results).zip(shards)
+                {
                     let verdict = match &result {
                         None => EntryVerdict::Written,
                         Some(failure) => failure.verdict(),
                     };
                     match verdict {
-                        EntryVerdict::Written => entry.resolve(Ok(())),
+                        EntryVerdict::Written => {
+                            if let (Some(placed), Some(predicted)) = (shard, entry.predicted()) {
+                                self.shards.check_placement(stream, predicted, &placed);
+                            }
+                            entry.resolve(Ok(()))
+                        }
                         EntryVerdict::Retry { code, message } => {
                             last_error = Some(format!("{code}: {message}"));
                             retry.push(entry);
@@ -305,8 +345,8 @@ impl<S: PutRecordsSender> Lane<S> {
                             entry.fail(|position| RecordError::Rejected {
                                 position,
                                 stream: stream.name.clone(),
-                                code,
-                                message,
+                                code: code.clone(),
+                                message: message.clone(),
                             });
                         }
                     }

@@ -6,6 +6,9 @@
 //! key with strict ordering), sends one PutRecords call at a time and retries only the entries
 //! that failed before it starts the next call, so records of one key are never reordered.
 
+mod aggregating;
+#[cfg(test)]
+mod aggregation_tests;
 mod catalog;
 mod error;
 mod health;
@@ -25,16 +28,18 @@ use aws_sdk_kinesis::Client;
 use tokio::sync::{mpsc, oneshot, Notify};
 use tokio::task::JoinHandle;
 
+use super::aggregate::pack::UserRecord;
 use super::batch::{BatchEntry, BatchLimits};
 use super::key::KeyStrategy;
 use super::put::{PutEntry, PutRecordsClient, PutRecordsSender};
 use super::rate::RateLimiter;
 use super::retry::RetryPolicy;
-use super::settings::{CreateMode, DestinationSettings, StreamTarget};
+use super::settings::{AggregationSettings, CreateMode, DestinationSettings, StreamTarget};
 use super::template::RecordTemplate;
 use crate::aws::signed::Protocol;
 use crate::aws::{KinesisConnection, StreamRef};
 use crate::plugin::{Record, WriteOutcome};
+use aggregating::{Predicted, SdkShardLister, ShardDirectory, ShardLister};
 use catalog::StreamCatalog;
 pub(crate) use catalog::StreamInfo;
 pub(crate) use error::RecordError;
@@ -82,6 +87,8 @@ pub(crate) struct WriterConfig {
     pub batch_delay: Duration,
     pub retry: RetryPolicy,
     pub rate: Option<RateLimiter>,
+    /// `aggregation.*`: KPL aggregation per predicted shard; `None` writes records as they are.
+    pub aggregation: Option<AggregationSettings>,
 }
 
 impl WriterConfig {
@@ -111,6 +118,13 @@ impl WriterConfig {
             batch_delay: settings.batch_delay,
             retry: settings.retry,
             rate: RateLimiter::new(settings.rate_per_second, settings.rate_burst),
+            aggregation: settings.aggregation.map(|mut aggregation| {
+                // An aggregate never exceeds a configured record size limit either.
+                if let Some(limit) = settings.max_record_size {
+                    aggregation.max_bytes = aggregation.max_bytes.min(limit);
+                }
+                aggregation
+            }),
         }
     }
 }
@@ -146,15 +160,66 @@ impl BatchEntry for Entry {
     }
 }
 
-impl Entry {
+impl UserRecord for Entry {
+    fn stream(&self) -> &str {
+        &self.stream_key
+    }
+
+    fn partition_key(&self) -> &str {
+        &self.partition_key
+    }
+
+    fn explicit_hash_key(&self) -> Option<&str> {
+        self.hash_key.as_deref()
+    }
+
+    fn data(&self) -> &[u8] {
+        &self.data
+    }
+
+    fn key_hash(&self) -> u64 {
+        self.key_hash
+    }
+}
+
+/// One Kinesis record of a call, as the lane writes and retries it: a record as it is
+/// ([`Entry`]) or an aggregate of records.
+trait WriteUnit: PutEntry + Send + Sync + Sized + 'static {
+    fn stream(&self) -> &Arc<StreamRef>;
+    /// Bytes Kinesis counts against its record limit: data plus partition key.
+    fn size(&self) -> usize;
+    /// Conduit records it holds.
+    fn user_records(&self) -> usize;
+    /// Acks (or nacks) every record it holds.
+    fn resolve(self, outcome: WriteOutcome);
+    /// Nacks every record it holds with the error `error` makes of the record's position.
+    fn fail(self, error: impl Fn(Vec<u8>) -> RecordError);
+    /// For an aggregate: the shard it was packed for, to check where Kinesis put it.
+    fn predicted(&self) -> Option<&Predicted> {
+        None
+    }
+}
+
+impl WriteUnit for Entry {
+    fn stream(&self) -> &Arc<StreamRef> {
+        &self.stream
+    }
+
+    fn size(&self) -> usize {
+        BatchEntry::size(self)
+    }
+
+    fn user_records(&self) -> usize {
+        1
+    }
+
     fn resolve(self, outcome: WriteOutcome) {
         self.outcome.resolve(outcome);
     }
 
-    /// Nacks the entry with the error `error` makes of its position.
-    fn fail(mut self, error: impl FnOnce(Vec<u8>) -> RecordError) {
+    fn fail(mut self, error: impl Fn(Vec<u8>) -> RecordError) {
         let position = std::mem::take(&mut self.position);
-        self.resolve(Err(error(position).to_string()));
+        self.outcome.resolve(Err(error(position).to_string()));
     }
 }
 
@@ -196,7 +261,20 @@ impl Writer {
         config: WriterConfig,
         known: Vec<(StreamRef, StreamInfo)>,
     ) -> Writer {
+        let lister = SdkShardLister(client.clone());
+        Writer::start_with_lister(client, put, config, known, lister)
+    }
+
+    /// [`Writer::start`] with the shard listings for aggregation from `lister`.
+    fn start_with_lister(
+        client: Client,
+        put: impl PutRecordsSender,
+        config: WriterConfig,
+        known: Vec<(StreamRef, StreamInfo)>,
+        lister: impl ShardLister,
+    ) -> Writer {
         let config = Arc::new(config);
+        let shards = Arc::new(ShardDirectory::new(Arc::new(lister)));
         let catalog = Arc::new(StreamCatalog::new(
             client.clone(),
             config.auto_create,
@@ -219,6 +297,7 @@ impl Writer {
                 catalog: catalog.clone(),
                 backlog: backlog.clone(),
                 health: health.clone(),
+                shards: shards.clone(),
                 waiting: rx,
                 deferred: VecDeque::new(),
             };

@@ -7,7 +7,7 @@ use tokio::sync::mpsc;
 
 use super::error::{describe_position, RecordError};
 use super::outcome::Group;
-use super::{Backlog, Entry, WriterConfig};
+use super::{Backlog, Entry, WriteUnit, WriterConfig};
 use crate::aws::StreamRef;
 use crate::destination::batch::{key_hash, MAX_ENTRIES};
 use crate::destination::key::{explicit_hash_key, random_partition_key};

@@ -7,7 +7,7 @@ use std::sync::Mutex as StdMutex;
 
 use super::*;
 use crate::destination::batch::key_hash;
-use crate::destination::put::{CallError, EntryFailure, EntryResults};
+use crate::destination::put::{CallError, EntryFailure, PutAnswer};
 use crate::destination::retry::CallFailure;
 use crate::proto::opencdc::v1::{data, Data};
 
@@ -23,7 +23,7 @@ impl Encode for PositionAsData {
 }
 
 /// A record whose data is `position` and whose partition key is `key`.
-fn record(position: &str, key: &str) -> Record {
+pub(super) fn record(position: &str, key: &str) -> Record {
     Record {
         position: position.as_bytes().to_vec(),
         key: Some(Data {
@@ -33,7 +33,7 @@ fn record(position: &str, key: &str) -> Record {
     }
 }
 
-fn config(concurrency: usize, max_attempts: u32) -> WriterConfig {
+pub(super) fn config(concurrency: usize, max_attempts: u32) -> WriterConfig {
     WriterConfig {
         target: StreamTarget::Fixed(stream()),
         partition_key: KeyStrategy::RecordKey,
@@ -52,10 +52,11 @@ fn config(concurrency: usize, max_attempts: u32) -> WriterConfig {
             max_backoff: Duration::from_millis(2),
         },
         rate: None,
+        aggregation: None,
     }
 }
 
-fn stream() -> StreamRef {
+pub(super) fn stream() -> StreamRef {
     StreamRef {
         name: STREAM.into(),
         arn: None,
@@ -64,7 +65,7 @@ fn stream() -> StreamRef {
 
 /// The SDK client only describes unknown streams; the tests' stream is known, and the
 /// endpoint is a closed local port in case that ever changes.
-fn sdk_client() -> Client {
+pub(super) fn sdk_client() -> Client {
     let config = aws_sdk_kinesis::Config::builder()
         .behavior_version(aws_sdk_kinesis::config::BehaviorVersion::latest())
         .region(aws_sdk_kinesis::config::Region::new("us-east-1"))
@@ -78,14 +79,14 @@ fn start(fake: FakeSender, config: WriterConfig) -> Writer {
     Writer::start(sdk_client(), fake, config, known)
 }
 
-async fn write(writer: &Writer, records: Vec<Record>) -> Vec<WriteOutcome> {
+pub(super) async fn write(writer: &Writer, records: Vec<Record>) -> Vec<WriteOutcome> {
     tokio::time::timeout(Duration::from_secs(10), writer.submit(records))
         .await
         .expect("the outcomes arrive")
         .expect("the writer is running")
 }
 
-fn throttled() -> EntryFailure {
+pub(super) fn throttled() -> EntryFailure {
     EntryFailure {
         code: "ProvisionedThroughputExceededException".into(),
         message: "Rate exceeded for shard".into(),
@@ -101,35 +102,42 @@ fn rejected() -> EntryFailure {
 
 /// What the fake answers for an entry (by data) on its n-th attempt (1-based).
 type EntryScript = dyn Fn(&str, u32) -> Option<EntryFailure> + Send + Sync;
+/// The ShardId the fake answers for an entry with this explicit hash key.
+pub(super) type ShardScript = dyn Fn(Option<&str>) -> String + Send + Sync;
 /// What the fake answers for its n-th call (1-based) as a whole; `None`: per-entry results.
 type CallScript = dyn Fn(usize) -> Option<CallError> + Send + Sync;
 
 #[derive(Default)]
-struct Log {
+pub(super) struct Log {
     /// The data of every call's entries, in the order the calls were answered.
-    calls: Vec<Vec<String>>,
+    pub(super) calls: Vec<Vec<String>>,
     /// The entries written, in the order they were written.
-    written: Vec<String>,
+    pub(super) written: Vec<String>,
 }
 
 /// PutRecords answered in memory, from scripts, with every call logged.
-struct FakeSender {
+pub(super) struct FakeSender {
     entries: Box<EntryScript>,
     calls: Box<CallScript>,
     /// A call carrying this entry is answered only once the notify fires.
     hold: Option<(String, Arc<Notify>)>,
     attempts: StdMutex<HashMap<String, u32>>,
-    log: Arc<StdMutex<Log>>,
+    pub(super) log: Arc<StdMutex<Log>>,
+    /// The ShardId answered for an entry with this explicit hash key.
+    pub(super) shard_of: Box<ShardScript>,
 }
 
 impl FakeSender {
-    fn new(entries: impl Fn(&str, u32) -> Option<EntryFailure> + Send + Sync + 'static) -> Self {
+    pub(super) fn new(
+        entries: impl Fn(&str, u32) -> Option<EntryFailure> + Send + Sync + 'static,
+    ) -> Self {
         FakeSender {
             entries: Box::new(entries),
             calls: Box::new(|_| None),
             hold: None,
             attempts: StdMutex::default(),
             log: Arc::default(),
+            shard_of: Box::new(|_| "shardId-000000000000".into()),
         }
     }
 
@@ -152,12 +160,9 @@ impl PutRecordsSender for FakeSender {
         &self,
         stream: &StreamRef,
         entries: &[E],
-    ) -> Result<EntryResults, CallError> {
+    ) -> Result<PutAnswer, CallError> {
         assert_eq!(stream.name, STREAM);
-        let data: Vec<String> = entries
-            .iter()
-            .map(|e| String::from_utf8(e.data().to_vec()).unwrap())
-            .collect();
+        let data: Vec<String> = entries.iter().map(|e| entry_name(e.data())).collect();
         if let Some((held, release)) = &self.hold {
             if data.contains(held) {
                 release.notified().await;
@@ -169,27 +174,54 @@ impl PutRecordsSender for FakeSender {
             return Err(error);
         }
         let mut attempts = self.attempts.lock().unwrap();
-        let results = data
+        let results: Vec<_> = data
             .into_iter()
             .map(|entry| {
                 let attempt = attempts.entry(entry.clone()).or_default();
                 *attempt += 1;
                 let result = (self.entries)(&entry, *attempt);
                 if result.is_none() {
-                    log.written.push(entry);
+                    log.written.extend(user_records(&entry));
                 }
                 result
             })
             .collect();
-        Ok(results)
+        let shards = entries
+            .iter()
+            .map(|e| Some((self.shard_of)(e.explicit_hash_key()).into()))
+            .collect();
+        Ok(PutAnswer { results, shards })
     }
 }
 
-fn records(items: &[(&str, &str)]) -> Vec<Record> {
+/// How the fake names an entry: its data as text, or `agg(a,b,...)` for an aggregate of
+/// records with data `a`, `b`, ...
+pub(super) fn entry_name(data: &[u8]) -> String {
+    match crate::source::deaggregate::decode_aggregate(data) {
+        Some(users) => {
+            let names: Vec<String> = users
+                .iter()
+                .map(|u| String::from_utf8(u.data.clone()).unwrap())
+                .collect();
+            format!("agg({})", names.join(","))
+        }
+        None => String::from_utf8(data.to_vec()).unwrap(),
+    }
+}
+
+/// The records an entry named by [`entry_name`] holds.
+fn user_records(name: &str) -> Vec<String> {
+    match name.strip_prefix("agg(").and_then(|n| n.strip_suffix(')')) {
+        Some(list) => list.split(',').map(str::to_string).collect(),
+        None => vec![name.to_string()],
+    }
+}
+
+pub(super) fn records(items: &[(&str, &str)]) -> Vec<Record> {
     items.iter().map(|(p, k)| record(p, k)).collect()
 }
 
-fn strings(items: &[&str]) -> Vec<String> {
+pub(super) fn strings(items: &[&str]) -> Vec<String> {
     items.iter().map(|s| s.to_string()).collect()
 }
 
