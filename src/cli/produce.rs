@@ -475,7 +475,7 @@ async fn dry_run(
         let line = row.line;
         let prepared = encoder
             .record(row)
-            .and_then(|record| prepare_record(config, &record));
+            .and_then(|record| prepare_record(config, &record).map_err(|e| e.to_string()));
         let prepared = match prepared {
             Ok(prepared) => prepared,
             Err(e) => {
@@ -749,7 +749,7 @@ mod tests {
         };
         let record = encoder.record(row(json))?;
         assert_eq!(record.position, b"in.jsonl line 7");
-        prepare_record(&config, &record)
+        prepare_record(&config, &record).map_err(|e| e.to_string())
     }
 
     #[test]

@@ -25,7 +25,7 @@ use crate::plugin::{BoxError, Connector, Destination, RawConfig, Record, WriteFu
 use format::RecordFormat;
 use schema::SchemaDecoder;
 use settings::{DestinationSettings, StreamTarget};
-use writer::{Decode, Encode, StreamInfo, Writer, WriterConfig};
+use writer::{Decode, Encode, SeamError, StreamInfo, Writer, WriterConfig};
 
 pub(crate) struct KinesisDestination {
     utilities_target: Option<String>,
@@ -46,8 +46,8 @@ impl KinesisDestination {
 }
 
 impl Encode for RecordFormat {
-    fn encode(&self, record: &Record) -> Result<Vec<u8>, String> {
-        RecordFormat::encode(self, record).map_err(|e| e.to_string())
+    fn encode(&self, record: &Record) -> Result<Vec<u8>, SeamError> {
+        Ok(RecordFormat::encode(self, record)?)
     }
 }
 
@@ -57,10 +57,8 @@ impl Decode for SchemaDecoder {
         SchemaDecoder::applies_to(self, record)
     }
 
-    async fn decode(&self, record: &mut Record) -> Result<(), String> {
-        SchemaDecoder::decode(self, record)
-            .await
-            .map_err(|e| e.to_string())
+    async fn decode(&self, record: &mut Record) -> Result<(), SeamError> {
+        Ok(SchemaDecoder::decode(self, record).await?)
     }
 }
 

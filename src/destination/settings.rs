@@ -5,7 +5,7 @@ use std::time::Duration;
 use super::aggregate::{DEFAULT_MAX_BYTES, MAX_AGGREGATE_BYTES};
 use super::key::KeyStrategy;
 use super::retry::RetryPolicy;
-use super::template::RecordTemplate;
+use super::template::{RecordTemplate, TemplateError};
 use crate::aws::settings::parse_stream_arn;
 use crate::aws::signed::Protocol;
 use crate::aws::{AwsSettings, StreamRef};
@@ -277,21 +277,39 @@ impl DestinationSettings {
     }
 }
 
+/// Why no stream could be chosen for a record.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub(crate) enum RouteError {
+    #[error("the stream template {0}")]
+    Template(TemplateError),
+    #[error("the stream template rendered {0:?}, which is not a Kinesis stream ARN")]
+    InvalidArn(String),
+    #[error(
+        "the stream template rendered {0:?}, which is not a Kinesis stream name (1 to 128 of \
+         a-z, A-Z, 0-9, _ . -)"
+    )]
+    InvalidName(String),
+    #[error(
+        "the record has no opencdc.collection metadata and neither streamName nor streamARN is \
+         configured, so there is no stream to write it to"
+    )]
+    NoCollection,
+    #[error("its opencdc.collection {0:?} is not a valid Kinesis stream name")]
+    InvalidCollection(String),
+}
+
 /// Resolves a rendered stream reference (name or ARN) into a [`StreamRef`].
-pub(crate) fn stream_ref_from_rendered(rendered: &str) -> Result<StreamRef, String> {
+pub(crate) fn stream_ref_from_rendered(rendered: &str) -> Result<StreamRef, RouteError> {
     let rendered = rendered.trim();
     if rendered.starts_with("arn:") {
-        let parsed = parse_stream_arn(rendered).ok_or_else(|| {
-            format!("the stream template rendered {rendered:?}, which is not a Kinesis stream ARN")
-        })?;
+        let parsed = parse_stream_arn(rendered)
+            .ok_or_else(|| RouteError::InvalidArn(rendered.to_owned()))?;
         return Ok(StreamRef {
             name: parsed.name,
             arn: Some(rendered.to_string()),
         });
     }
-    check_stream_name(rendered).map_err(|_| {
-        format!("the stream template rendered {rendered:?}, which is not a Kinesis stream name (1 to 128 of a-z, A-Z, 0-9, _ . -)")
-    })?;
+    check_stream_name(rendered).map_err(|_| RouteError::InvalidName(rendered.to_owned()))?;
     Ok(StreamRef {
         name: rendered.to_string(),
         arn: None,

@@ -1,6 +1,9 @@
 //! Why a record was not written: the nack reasons of the writer, each naming the record by its
 //! position.
 
+pub(crate) use crate::destination::key::KeyError;
+pub(crate) use crate::destination::settings::RouteError;
+
 /// How a position is named in messages: as text when it is text.
 pub(crate) fn describe_position(position: &[u8]) -> String {
     match std::str::from_utf8(position) {
@@ -15,13 +18,55 @@ pub(crate) fn describe_position(position: &[u8]) -> String {
     }
 }
 
-/// A record that was not written, and why. Its text is the nack reason.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+/// The error of an [`Encode`](super::Encode) or [`Decode`](super::Decode) implementation: each
+/// has its own enum (`FormatError`, `SchemaError`); the writer only needs its text.
+pub(crate) type SeamError = Box<dyn std::error::Error + Send + Sync>;
+
+/// Why a record could not be made into a Kinesis entry; the CLI's `produce --dry-run` reports
+/// it as it is, the writer as a [`RecordError`] naming the record.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum PrepareError {
+    #[error(transparent)]
+    Route(#[from] RouteError),
+    #[error(transparent)]
+    Key(#[from] KeyError),
+    #[error(transparent)]
+    Format(SeamError),
+}
+
+impl PrepareError {
+    /// The nack of the record at `position`.
+    pub(crate) fn for_record(self, position: Vec<u8>) -> RecordError {
+        match self {
+            PrepareError::Route(error) => RecordError::Route { position, error },
+            PrepareError::Key(error) => RecordError::Key { position, error },
+            PrepareError::Format(error) => RecordError::Format { position, error },
+        }
+    }
+}
+
+/// A record that was not written, and why. Its text is the nack reason: it becomes text only
+/// where the outcome is handed back to Conduit ([`WriteUnit::fail`](super::WriteUnit::fail)).
+#[derive(Debug, thiserror::Error)]
 pub(crate) enum RecordError {
-    /// Not sent at all: it could not be decoded, routed, keyed or encoded, or its stream could
-    /// not be described (or created).
+    /// Schema decoding (`sdk.schema.extract.*`) failed.
+    #[error("record at position {}: {error}", describe_position(.position))]
+    Schema { position: Vec<u8>, error: SeamError },
+    /// No stream could be chosen for it.
+    #[error("record at position {}: {error}", describe_position(.position))]
+    Route {
+        position: Vec<u8>,
+        error: RouteError,
+    },
+    /// Its partition key or explicit hash key could not be derived.
+    #[error("record at position {}: {error}", describe_position(.position))]
+    Key { position: Vec<u8>, error: KeyError },
+    /// The output format could not write it.
+    #[error("record at position {}: {error}", describe_position(.position))]
+    Format { position: Vec<u8>, error: SeamError },
+    /// Its stream could not be described (or created).
     #[error("record at position {}: {reason}", describe_position(.position))]
-    NotSent { position: Vec<u8>, reason: String },
+    StreamUnavailable { position: Vec<u8>, reason: String },
     /// Larger than the stream takes.
     #[error(
         "record at position {} is {size} bytes (data plus partition key), over the limit of \
@@ -109,11 +154,20 @@ mod tests {
         let stream = "orders".to_string();
         for (error, text) in [
             (
-                RecordError::NotSent {
+                RecordError::Route {
                     position: position.clone(),
-                    reason: "the stream template failed".into(),
+                    error: RouteError::NoCollection,
                 },
-                r#"record at position "p-1": the stream template failed"#,
+                "record at position \"p-1\": the record has no opencdc.collection metadata and \
+                 neither streamName nor streamARN is configured, so there is no stream to write it \
+                 to",
+            ),
+            (
+                RecordError::StreamUnavailable {
+                    position: position.clone(),
+                    reason: "could not describe stream \"orders\": timeout".into(),
+                },
+                r#"record at position "p-1": could not describe stream "orders": timeout"#,
             ),
             (
                 RecordError::TooLarge {

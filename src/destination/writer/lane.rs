@@ -190,7 +190,7 @@ impl<S: PutRecordsSender> Lane<S> {
             Ok(info) => info,
             Err(reason) => {
                 for entry in entries {
-                    entry.fail(|position| RecordError::NotSent {
+                    entry.fail(|position| RecordError::StreamUnavailable {
                         position,
                         reason: reason.clone(),
                     });

@@ -42,7 +42,7 @@ use crate::plugin::{Record, WriteOutcome};
 use aggregating::{Predicted, SdkShardLister, ShardDirectory, ShardLister};
 use catalog::StreamCatalog;
 pub(crate) use catalog::StreamInfo;
-pub(crate) use error::RecordError;
+pub(crate) use error::{RecordError, SeamError};
 use health::CallHealth;
 use lane::Lane;
 use outcome::{Group, GroupOutcomes, OutcomeSlot};
@@ -56,7 +56,7 @@ pub(crate) const DEFAULT_MAX_RECORD_SIZE: usize = 1024 * 1024;
 
 /// Turns a record into the bytes written to Kinesis.
 pub(crate) trait Encode: Send + Sync + 'static {
-    fn encode(&self, record: &Record) -> Result<Vec<u8>, String>;
+    fn encode(&self, record: &Record) -> Result<Vec<u8>, SeamError>;
 }
 
 /// Rewrites a record before it is written (schema decoding).
@@ -68,7 +68,7 @@ pub(crate) trait Decode: Send + Sync + 'static {
         true
     }
 
-    async fn decode(&self, record: &mut Record) -> Result<(), String>;
+    async fn decode(&self, record: &mut Record) -> Result<(), SeamError>;
 }
 
 /// Everything the writer needs besides the client.

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use tokio::sync::mpsc;
 
-use super::error::{describe_position, RecordError};
+use super::error::{describe_position, PrepareError, RecordError, RouteError};
 use super::outcome::Group;
 use super::{Backlog, Entry, WriteUnit, WriterConfig};
 use crate::aws::StreamRef;
@@ -32,10 +32,7 @@ pub(super) async fn prepare_loop(
             if let Some(decoder) = config.decoder.as_ref().filter(|d| d.applies_to(&record)) {
                 if let Err(e) = decoder.decode(&mut record).await {
                     let position = std::mem::take(&mut record.position);
-                    let error = RecordError::NotSent {
-                        position,
-                        reason: e,
-                    };
+                    let error = RecordError::Schema { position, error: e };
                     outcome.resolve(Err(error.to_string()));
                     continue;
                 }
@@ -58,9 +55,8 @@ pub(super) async fn prepare_loop(
                         queue(&lanes[lane], std::mem::take(&mut staged[lane])).await;
                     }
                 }
-                Err(reason) => {
-                    let position = std::mem::take(&mut record.position);
-                    let error = RecordError::NotSent { position, reason };
+                Err(error) => {
+                    let error = error.for_record(std::mem::take(&mut record.position));
                     outcome.resolve(Err(error.to_string()));
                 }
             }
@@ -113,7 +109,7 @@ pub(crate) struct PreparedRecord {
 pub(crate) fn prepare_record(
     config: &WriterConfig,
     record: &Record,
-) -> Result<PreparedRecord, String> {
+) -> Result<PreparedRecord, PrepareError> {
     let (stream, _, partition_key, explicit_hash_key, data) = prepare(config, record, &mut None)?;
     Ok(PreparedRecord {
         stream: Arc::unwrap_or_clone(stream),
@@ -127,15 +123,13 @@ fn prepare(
     config: &WriterConfig,
     record: &Record,
     fixed: &mut Option<(Arc<StreamRef>, Arc<str>)>,
-) -> Result<Prepared, String> {
+) -> Result<Prepared, PrepareError> {
     let (stream, stream_key) = match &config.target {
         StreamTarget::Fixed(stream) => fixed
             .get_or_insert_with(|| (Arc::new(stream.clone()), stream_key_of(stream)))
             .clone(),
         StreamTarget::Template(template) => {
-            let rendered = template
-                .render(record)
-                .map_err(|e| format!("the stream template {e}"))?;
+            let rendered = template.render(record).map_err(RouteError::Template)?;
             let stream = stream_ref_from_rendered(&rendered)?;
             let key = stream_key_of(&stream);
             (Arc::new(stream), key)
@@ -143,24 +137,15 @@ fn prepare(
         StreamTarget::Collection => {
             let name = record.metadata.get(COLLECTION).unwrap_or("");
             if name.is_empty() {
-                return Err(
-                    "the record has no opencdc.collection metadata and neither streamName nor \
-                     streamARN is configured, so there is no stream to write it to"
-                        .into(),
-                );
+                return Err(RouteError::NoCollection.into());
             }
-            let stream = stream_ref_from_rendered(name).map_err(|_| {
-                format!("its opencdc.collection {name:?} is not a valid Kinesis stream name")
-            })?;
+            let stream = stream_ref_from_rendered(name)
+                .map_err(|_| RouteError::InvalidCollection(name.to_owned()))?;
             let key = stream_key_of(&stream);
             (Arc::new(stream), key)
         }
     };
-    let partition_key = match config
-        .partition_key
-        .derive(record)
-        .map_err(|e| e.to_string())?
-    {
+    let partition_key = match config.partition_key.derive(record)? {
         Some(key) => key,
         None => {
             tracing::debug!(
@@ -171,10 +156,13 @@ fn prepare(
         }
     };
     let hash_key = match &config.explicit_hash_key {
-        Some(template) => explicit_hash_key(template, record).map_err(|e| e.to_string())?,
+        Some(template) => explicit_hash_key(template, record)?,
         None => None,
     };
-    let data = config.encoder.encode(record)?;
+    let data = config
+        .encoder
+        .encode(record)
+        .map_err(PrepareError::Format)?;
     Ok((stream, stream_key, partition_key, hash_key, data))
 }
 

@@ -17,7 +17,7 @@ const STREAM: &str = "orders";
 struct PositionAsData;
 
 impl Encode for PositionAsData {
-    fn encode(&self, record: &Record) -> Result<Vec<u8>, String> {
+    fn encode(&self, record: &Record) -> Result<Vec<u8>, SeamError> {
         Ok(record.position.clone())
     }
 }
@@ -483,4 +483,51 @@ async fn errors_not_worth_retrying_nack_at_once() {
     };
     assert_eq!(outcomes, vec![nack("p1"), nack("p2")]);
     assert_eq!(log.lock().unwrap().calls.len(), 1);
+}
+
+/// An encoder that cannot write any record.
+struct FailingEncoder;
+
+impl Encode for FailingEncoder {
+    fn encode(&self, _record: &Record) -> Result<Vec<u8>, SeamError> {
+        Err("the format cannot write this record".into())
+    }
+}
+
+#[test]
+fn a_record_that_cannot_be_prepared_says_at_which_step() {
+    use super::error::{KeyError, PrepareError, RouteError};
+    use crate::destination::template::RecordTemplate;
+
+    let record = record("p1", "k1");
+    let routed_by_collection = WriterConfig {
+        target: StreamTarget::Collection,
+        ..config(1, 1)
+    };
+    let error = prepare_record(&routed_by_collection, &record).unwrap_err();
+    assert!(
+        matches!(error, PrepareError::Route(RouteError::NoCollection)),
+        "{error:?}"
+    );
+
+    let hash_key_not_a_number = WriterConfig {
+        explicit_hash_key: Some(RecordTemplate::compile("not-a-number").unwrap()),
+        ..config(1, 1)
+    };
+    let error = prepare_record(&hash_key_not_a_number, &record).unwrap_err();
+    assert!(
+        matches!(&error, PrepareError::Key(KeyError::InvalidHashKey(rendered)) if rendered == "not-a-number"),
+        "{error:?}"
+    );
+
+    let unwritable = WriterConfig {
+        encoder: Arc::new(FailingEncoder),
+        ..config(1, 1)
+    };
+    let error = prepare_record(&unwritable, &record).unwrap_err();
+    assert!(matches!(error, PrepareError::Format(_)), "{error:?}");
+    assert_eq!(
+        error.for_record(b"p1".to_vec()).to_string(),
+        r#"record at position "p1": the format cannot write this record"#
+    );
 }
