@@ -63,20 +63,21 @@ pub(crate) struct Batch<E> {
     blocked: KeySet,
 }
 
-/// A set of [`key_hash`] values. They are SipHash outputs already, so the set uses them as
-/// they are instead of hashing them again.
-type KeySet = HashSet<u64, BuildHasherDefault<KeyHashHasher>>;
+/// A set of [`key_hash`] values (SipHash outputs already).
+type KeySet = HashSet<u64, Prehashed>;
 
+/// A hasher for keys that are hashes already ([`key_hash`] values), or small integers: it uses
+/// them as they are instead of hashing them again. The aggregation packer's maps use it too.
 #[derive(Default)]
-struct KeyHashHasher(u64);
+pub(crate) struct PrehashedHasher(u64);
 
-impl Hasher for KeyHashHasher {
+impl Hasher for PrehashedHasher {
     fn finish(&self) -> u64 {
         self.0
     }
 
     fn write(&mut self, bytes: &[u8]) {
-        // Only `write_u64` is used; this keeps any other input well spread anyway.
+        // Only `write_u64`/`write_usize` are meant; this keeps other input well spread anyway.
         for &b in bytes {
             self.0 = (self.0 ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
         }
@@ -85,7 +86,14 @@ impl Hasher for KeyHashHasher {
     fn write_u64(&mut self, value: u64) {
         self.0 = value;
     }
+
+    fn write_usize(&mut self, value: usize) {
+        // Spread small integers (shard indexes) over the high bits hashbrown also uses.
+        self.0 = (value as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    }
 }
+
+pub(crate) type Prehashed = BuildHasherDefault<PrehashedHasher>;
 
 /// Identifies a (stream, partition key) pair for ordering and lane choice. Computed once
 /// per entry when it is prepared.

@@ -15,10 +15,9 @@ use std::time::Duration;
 use async_trait::async_trait;
 use aws_sdk_kinesis::error::DisplayErrorContext;
 use aws_sdk_kinesis::Client;
-use tokio::sync::mpsc;
 
 use super::error::RecordError;
-use super::lane::{sleep_until_some, CallDeadlines, Lane, Wait};
+use super::lane::{Arrival, CallDeadlines, Lane};
 use super::outcome::OutcomeSlot;
 use super::prepare::stream_key_of;
 use super::{Entry, WriteUnit};
@@ -355,43 +354,21 @@ impl<S: PutRecordsSender> Lane<S> {
         let mut closed = false;
         let mut deadlines = CallDeadlines::default();
         while !gathering.full && !gathering.packer.is_full() {
-            let drained = self.backlog.drained.notified();
-            tokio::pin!(drained);
-            drained.as_mut().enable();
-            match self.waiting.try_recv() {
-                Ok(chunk) => {
+            let gathered_some = !gathering.packer.is_empty();
+            match self
+                .next_arrival(&mut deadlines, gathered_some, delay)
+                .await
+            {
+                Arrival::Chunk(chunk) => {
                     for entry in chunk {
                         gathering.offer(entry, &self.shards).await;
                     }
-                    continue;
                 }
-                Err(mpsc::error::TryRecvError::Disconnected) => {
+                Arrival::SendNow => break,
+                Arrival::Closed => {
                     closed = true;
                     break;
                 }
-                Err(mpsc::error::TryRecvError::Empty) => {}
-            }
-            let wait = deadlines.next(
-                !gathering.packer.is_empty(),
-                self.backlog.is_drained(),
-                delay,
-                tokio::time::Instant::now(),
-            );
-            let deadline = match wait {
-                Wait::SendNow => break,
-                Wait::Until(deadline) => deadline,
-            };
-            tokio::select! {
-                chunk = self.waiting.recv() => match chunk {
-                    Some(chunk) => {
-                        for entry in chunk {
-                            gathering.offer(entry, &self.shards).await;
-                        }
-                    }
-                    None => closed = true,
-                },
-                _ = &mut drained => {}
-                _ = sleep_until_some(deadline) => break,
             }
         }
         if closed && gathering.packer.is_empty() {

@@ -60,7 +60,14 @@ impl CallDeadlines {
     }
 }
 
-pub(super) async fn sleep_until_some(deadline: Option<tokio::time::Instant>) {
+/// What [`Lane::next_arrival`] waited for.
+pub(super) enum Arrival {
+    Chunk(Vec<Entry>),
+    SendNow,
+    Closed,
+}
+
+async fn sleep_until_some(deadline: Option<tokio::time::Instant>) {
     match deadline {
         Some(deadline) => tokio::time::sleep_until(deadline).await,
         None => std::future::pending().await,
@@ -142,37 +149,18 @@ impl<S: PutRecordsSender> Lane<S> {
         let mut closed = false;
         let mut deadlines = CallDeadlines::default();
         while !gathering.full && !gathering.batch.is_full() {
-            let drained = self.backlog.drained.notified();
-            tokio::pin!(drained);
-            drained.as_mut().enable();
-            match self.waiting.try_recv() {
-                Ok(chunk) => {
-                    chunk.into_iter().for_each(|entry| gathering.offer(entry));
-                    continue;
-                }
-                Err(mpsc::error::TryRecvError::Disconnected) => {
+            let gathered_some = !gathering.batch.is_empty();
+            let delay = self.config.batch_delay;
+            match self
+                .next_arrival(&mut deadlines, gathered_some, delay)
+                .await
+            {
+                Arrival::Chunk(chunk) => chunk.into_iter().for_each(|entry| gathering.offer(entry)),
+                Arrival::SendNow => break,
+                Arrival::Closed => {
                     closed = true;
                     break;
                 }
-                Err(mpsc::error::TryRecvError::Empty) => {}
-            }
-            let wait = deadlines.next(
-                !gathering.batch.is_empty(),
-                self.backlog.is_drained(),
-                self.config.batch_delay,
-                tokio::time::Instant::now(),
-            );
-            let deadline = match wait {
-                Wait::SendNow => break,
-                Wait::Until(deadline) => deadline,
-            };
-            tokio::select! {
-                chunk = self.waiting.recv() => match chunk {
-                    Some(chunk) => chunk.into_iter().for_each(|entry| gathering.offer(entry)),
-                    None => closed = true,
-                },
-                _ = &mut drained => {}
-                _ = sleep_until_some(deadline) => break,
             }
         }
         if closed && gathering.batch.is_empty() {
@@ -180,6 +168,42 @@ impl<S: PutRecordsSender> Lane<S> {
         }
         self.deferred = gathering.later;
         Some(gathering.batch)
+    }
+
+    /// Waits for the next chunk of entries for the call in the making, or for the moment to
+    /// send it (`gathered_some`: it holds entries already), per [`CallDeadlines`].
+    pub(super) async fn next_arrival(
+        &mut self,
+        deadlines: &mut CallDeadlines,
+        gathered_some: bool,
+        delay: Duration,
+    ) -> Arrival {
+        loop {
+            // Registered before the backlog is looked at, so a drain in between still wakes us.
+            let drained = self.backlog.drained.notified();
+            tokio::pin!(drained);
+            drained.as_mut().enable();
+            match self.waiting.try_recv() {
+                Ok(chunk) => return Arrival::Chunk(chunk),
+                Err(mpsc::error::TryRecvError::Disconnected) => return Arrival::Closed,
+                Err(mpsc::error::TryRecvError::Empty) => {}
+            }
+            let wait = deadlines.next(
+                gathered_some,
+                self.backlog.is_drained(),
+                delay,
+                tokio::time::Instant::now(),
+            );
+            let deadline = match wait {
+                Wait::SendNow => return Arrival::SendNow,
+                Wait::Until(deadline) => deadline,
+            };
+            tokio::select! {
+                chunk = self.waiting.recv() => return chunk.map_or(Arrival::Closed, Arrival::Chunk),
+                _ = &mut drained => {}
+                _ = sleep_until_some(deadline) => return Arrival::SendNow,
+            }
+        }
     }
 
     /// Writes one call's Kinesis records (all of one stream).
