@@ -36,47 +36,41 @@ mkdir -p "${tools_bin}"
 # --- 1. kinesis-local --------------------------------------------------------
 kl_dir="${repo_root}/test/kinesis-local"
 kl_pkg="${kl_dir}/node_modules/kinesis-local/package.json"
-kl_hidden_lock="${kl_dir}/node_modules/.package-lock.json"
 want_kl="$(node -e 'process.stdout.write(require(process.argv[1]).dependencies["kinesis-local"])' "${kl_dir}/package.json")"
 
-kl_stale=0
-if [[ ! -f "${kl_pkg}" || ! -f "${kl_hidden_lock}" ]]; then
-  kl_stale=1
-elif [[ "${kl_dir}/package-lock.json" -nt "${kl_hidden_lock}" || "${kl_dir}/package.json" -nt "${kl_hidden_lock}" ]]; then
-  kl_stale=1
-else
-  have_kl="$(node -e 'process.stdout.write(require(process.argv[1]).version)' "${kl_pkg}")"
-  [[ "${have_kl}" == "${want_kl}" ]] || kl_stale=1
-fi
-
-if [[ "${kl_stale}" == 1 ]]; then
-  if ! npm_out="$(cd "${kl_dir}" && npm ci --no-audit --no-fund --loglevel=error 2>&1)"; then
-    printf '%s\n' "${npm_out}" >&2
-    die "npm ci in test/kinesis-local failed"
+# npm_install DIR CHECK_FILE NAME: runs `npm ci` in DIR unless DIR/node_modules holds an install
+# of exactly DIR/package-lock.json (a copy is kept beside it as the stamp; contents are compared,
+# not mtimes, which a fresh clone or worktree sets to the checkout time). A node_modules that is
+# a symlink (a worktree sharing another checkout's install) is never reinstalled through: that
+# would replace the other checkout's install.
+npm_install() {
+  local dir="$1" check="$2" name="$3"
+  local stamp="${dir}/node_modules/.installed-package-lock.json"
+  if [[ -f "${dir}/node_modules/${check}" && -f "${stamp}" ]] \
+      && cmp -s "${dir}/package-lock.json" "${stamp}"; then
+    say "${name} up to date"
+    return
   fi
-  # npm ci keeps the mtime of files it did not touch; make the staleness check
-  # above see this install as newer than the lock file.
-  touch "${kl_hidden_lock}"
-  say "kinesis-local ${want_kl} installed (npm ci in test/kinesis-local)"
-else
-  say "kinesis-local ${want_kl} up to date"
-fi
+  if [[ -L "${dir}/node_modules" ]]; then
+    die "${dir}/node_modules is a symlink to another checkout's install, which does not match ${dir}/package-lock.json: run test/setup.sh in that checkout, or replace the symlink"
+  fi
+  local npm_out
+  if ! npm_out="$(cd "${dir}" && npm ci --no-audit --no-fund --loglevel=error 2>&1)"; then
+    printf '%s\n' "${npm_out}" >&2
+    die "npm ci in ${dir#"${repo_root}/"} failed"
+  fi
+  cp "${dir}/package-lock.json" "${stamp}"
+  say "${name} installed (npm ci in ${dir#"${repo_root}/"})"
+}
+
+npm_install "${kl_dir}" kinesis-local/package.json "kinesis-local ${want_kl}"
+have_kl="$(node -e 'process.stdout.write(require(process.argv[1]).version)' "${kl_pkg}")"
+[[ "${have_kl}" == "${want_kl}" ]] || die "test/kinesis-local has kinesis-local ${have_kl} installed, package.json wants ${want_kl}: update package-lock.json"
 
 # --- 1b. dynalite (DynamoDB-compatible, for the lease coordination tests) -----
 # npm, pinned in test/dynamodb-local/package-lock.json; reinstalled when the lock changes.
 dl_dir="${repo_root}/test/dynamodb-local"
-dl_hidden_lock="${dl_dir}/node_modules/.package-lock.json"
-if [[ ! -f "${dl_dir}/node_modules/dynalite/cli.js" || ! -f "${dl_hidden_lock}" \
-      || "${dl_dir}/package-lock.json" -nt "${dl_hidden_lock}" ]]; then
-  if ! npm_out="$(cd "${dl_dir}" && npm ci --no-audit --no-fund --loglevel=error 2>&1)"; then
-    printf '%s\n' "${npm_out}" >&2
-    die "npm ci in test/dynamodb-local failed"
-  fi
-  touch "${dl_hidden_lock}"
-  say "dynalite installed (npm ci in test/dynamodb-local)"
-else
-  say "dynalite up to date"
-fi
+npm_install "${dl_dir}" dynalite/cli.js dynalite
 
 # --- 2. goplugin-host --------------------------------------------------------
 host_dir="${repo_root}/test/goplugin-host"
