@@ -29,6 +29,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     tonic_prost_build::configure()
         .build_server(true)
         .build_client(true)
+        // Encodes each message into a buffer reserved at its length (src/codec.rs).
+        .codec_path("crate::codec::ReservingProstCodec")
         // Written by hand (src/record.rs): its metadata decodes into one buffer.
         .extern_path(".opencdc.v1.Record", "crate::record::Record")
         // Raw payloads as `Bytes`: decoded as slices of the received message instead of

@@ -167,6 +167,7 @@
 //! [`connector`] holds the traits, [`record`] the OpenCDC record, [`proto`] the generated
 //! protocol types, [`env`](mod@env) the environment contract and [`logging`] the log format.
 
+pub mod codec;
 pub mod connector;
 pub mod env;
 pub mod logging;
