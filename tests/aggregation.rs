@@ -255,20 +255,7 @@ async fn aggregates_read_back_as_the_exact_user_records_by_aws_kinesis_agg_the_s
         .expect("ListShards")
         .shards
         .unwrap_or_default();
-    let range = shards[0].hash_key_range().unwrap();
-    let (start, end): (u128, u128) = (
-        range.starting_hash_key().parse().unwrap(),
-        range.ending_hash_key().parse().unwrap(),
-    );
-    client
-        .split_shard()
-        .stream_name(&stream)
-        .shard_to_split(&shards[0].shard_id)
-        .new_starting_hash_key((start + (end - start) / 2).to_string())
-        .send()
-        .await
-        .expect("SplitShard");
-    kl.wait_stream_active(&stream).await;
+    kl.split_in_half(&stream, &shards[0]).await;
     for group in 3..6 {
         let first = group * 100;
         let users = users(first, 100);

@@ -445,18 +445,7 @@ async fn consume_follows_a_split_and_prints_every_record_once_in_key_order() {
 
     // Split the first open shard, then write more.
     let shards = open_shards(&client, &stream).await;
-    let range = shards[0].hash_key_range.as_ref().unwrap();
-    let start: u128 = range.starting_hash_key.parse().unwrap();
-    let end: u128 = range.ending_hash_key.parse().unwrap();
-    client
-        .split_shard()
-        .stream_name(&stream)
-        .shard_to_split(&shards[0].shard_id)
-        .new_starting_hash_key((start + (end - start) / 2).to_string())
-        .send()
-        .await
-        .expect("SplitShard");
-    kl.wait_stream_active(&stream).await;
+    kl.split_in_half(&stream, &shards[0]).await;
     produce_numbered(&kl, &stream, dir.path(), 40..80, keys).await;
     collected.wait_for(80, Duration::from_secs(90)).await;
     // Anything read twice would show up now.

@@ -190,18 +190,7 @@ async fn open_shards(
 /// Splits the first open shard in the middle of its hash range and waits for ACTIVE.
 async fn split_first_open_shard(kl: &KinesisLocal, client: &aws_sdk_kinesis::Client, stream: &str) {
     let shards = open_shards(client, stream).await;
-    let range = shards[0].hash_key_range.as_ref().unwrap();
-    let start: u128 = range.starting_hash_key.parse().unwrap();
-    let end: u128 = range.ending_hash_key.parse().unwrap();
-    client
-        .split_shard()
-        .stream_name(stream)
-        .shard_to_split(&shards[0].shard_id)
-        .new_starting_hash_key((start + (end - start) / 2).to_string())
-        .send()
-        .await
-        .expect("SplitShard");
-    kl.wait_stream_active(stream).await;
+    kl.split_in_half(stream, &shards[0]).await;
 }
 
 async fn resharding_keeps_every_record_in_key_order(mode: &str) {

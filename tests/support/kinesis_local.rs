@@ -317,6 +317,31 @@ impl KinesisLocal {
         self.wait_stream_active(name).await;
     }
 
+    /// Splits `shard` in the middle of its hash key range and waits until the stream is ACTIVE.
+    pub async fn split_in_half(&self, stream: &str, shard: &aws_sdk_kinesis::types::Shard) {
+        let range = shard
+            .hash_key_range
+            .as_ref()
+            .expect("a shard has a hash key range");
+        let start: u128 = range.starting_hash_key.parse().unwrap();
+        let end: u128 = range.ending_hash_key.parse().unwrap();
+        self.client()
+            .await
+            .split_shard()
+            .stream_name(stream)
+            .shard_to_split(&shard.shard_id)
+            .new_starting_hash_key((start + (end - start) / 2).to_string())
+            .send()
+            .await
+            .unwrap_or_else(|e| {
+                panic!(
+                    "SplitShard {stream}: {}",
+                    aws_sdk_kinesis::error::DisplayErrorContext(e)
+                )
+            });
+        self.wait_stream_active(stream).await;
+    }
+
     /// Waits until the stream's status is ACTIVE (e.g. after resharding).
     pub async fn wait_stream_active(&self, name: &str) {
         let client = self.client().await;

@@ -134,15 +134,8 @@ async fn a_throttled_aggregate_is_retried_whole_before_later_records_of_its_keys
             strings(&["agg(a3)"]),
         ]
     );
-    let of_key = |key: char| -> Vec<&str> {
-        log.written
-            .iter()
-            .map(String::as_str)
-            .filter(|e| e.starts_with(key))
-            .collect()
-    };
-    assert_eq!(of_key('a'), ["a1", "a2", "a3"]);
-    assert_eq!(of_key('b'), ["b1", "b2"]);
+    assert_eq!(log.written_of_key('a'), ["a1", "a2", "a3"]);
+    assert_eq!(log.written_of_key('b'), ["b1", "b2"]);
 }
 
 #[tokio::test]

@@ -115,6 +115,18 @@ pub(super) struct Log {
     pub(super) written: Vec<String>,
 }
 
+impl Log {
+    /// The entries written whose data starts with `key` (the tests' records are named by
+    /// their key's letter), in the order they were written.
+    pub(super) fn written_of_key(&self, key: char) -> Vec<&str> {
+        self.written
+            .iter()
+            .map(String::as_str)
+            .filter(|e| e.starts_with(key))
+            .collect()
+    }
+}
+
 /// PutRecords answered in memory, from scripts, with every call logged.
 pub(super) struct FakeSender {
     entries: Box<EntryScript>,
@@ -267,15 +279,8 @@ async fn a_key_keeps_its_order_across_retries() {
     .await;
     assert_eq!(outcomes, vec![Ok(()); 5]);
     let log = log.lock().unwrap();
-    let of_key = |key: char| -> Vec<&str> {
-        log.written
-            .iter()
-            .map(String::as_str)
-            .filter(|e| e.starts_with(key))
-            .collect()
-    };
-    assert_eq!(of_key('a'), ["a1", "a2", "a3"]);
-    assert_eq!(of_key('b'), ["b1", "b2"]);
+    assert_eq!(log.written_of_key('a'), ["a1", "a2", "a3"]);
+    assert_eq!(log.written_of_key('b'), ["b1", "b2"]);
     for entry in ["b1", "a2", "a3", "b2"] {
         let sent = log.calls.iter().flatten().filter(|e| *e == entry).count();
         assert_eq!(sent, 1, "{entry} was sent {sent} times: {:?}", log.calls);
