@@ -34,6 +34,10 @@
 //!    endpoint shards at once: CPU per record, position bytes per record, peak RSS; with
 //!    `SOURCE_BENCH_BEFORE_PLUGIN=<path of another plugin build>` that build too, in the same
 //!    rounds, for before/after ratios.
+//! 5. **Lease coordination** (`source_parts/leases.rs`): N bench endpoint shards read with
+//!    `coordination=none` and with `coordination=dynamodb` (dynalite on loopback behind a
+//!    proxy that counts the DynamoDB calls by operation): CPU per record each way and the
+//!    DynamoDB calls per minute per shard.
 //!
 //! Sequence numbers of the bench endpoint are laid out like AWS' ([`seq_bases`]), so shards
 //! differ from each other as they do on Kinesis; positions' sizes depend on that.
@@ -43,7 +47,7 @@
 //!
 //! Environment knobs: `SOURCE_BENCH_RECORDS` (ceiling, per round, default 300000),
 //! `SOURCE_BENCH_WARMUP` (50000), `SOURCE_BENCH_ROUNDS` (5; the table shows the median round), `SOURCE_BENCH_EVENT_RECORDS` (records per event, 500), `SOURCE_BENCH_ONLY=ceiling|
-//! drain|flow|shards` (comma-separated), `SOURCE_BENCH_SKIP_BASELINE=1` (profiling),
+//! drain|flow|shards|leases` (comma-separated), `SOURCE_BENCH_SKIP_BASELINE=1` (profiling),
 //! `SOURCE_BENCH_SKIP_KINESIS_LOCAL=1`, `SOURCE_BENCH_DRAIN_RECORDS` (8000),
 //! `SOURCE_BENCH_FLOW_PER_SHARD` (300), `SOURCE_BENCH_FLOW_SECS` (20),
 //! `SOURCE_BENCH_FLOW_ENDPOINT_SECS` (10), `SOURCE_BENCH_NO_PIN=1` (no pinned ceiling runs); the shard count
@@ -82,6 +86,9 @@ mod support;
 
 #[path = "source_parts/shards.rs"]
 mod shards;
+
+#[path = "source_parts/leases.rs"]
+mod leases;
 
 use support::kinesis_local::KinesisLocal;
 use support::plugin::PluginProcess;
@@ -1080,6 +1087,9 @@ struct Plan {
     /// Another build of the plugin than this one's, and variables added to its environment.
     binary: Option<std::path::PathBuf>,
     extra_env: Vec<(String, String)>,
+    /// The warm-up also lasts until records of this many shards arrived (lease
+    /// coordination takes its shards over several rounds).
+    warmup_shards: usize,
 }
 
 struct Driven {
@@ -1096,6 +1106,8 @@ struct Driven {
     complete: bool,
     /// Bytes of the positions of the measured records.
     position_bytes: u64,
+    /// When the measurement started and ended.
+    window: (Instant, Instant),
 }
 
 async fn run_plugin(
@@ -1194,6 +1206,7 @@ async fn drive(
     let mut end: Option<(Instant, u64, u64)> = None;
     let mut rss_samples = Vec::new();
     let mut next_sample = opened;
+    let mut shards_seen: HashSet<String> = HashSet::new();
     let target = plan.records.map(|r| plan.warmup + r);
 
     while end.is_none() {
@@ -1219,6 +1232,15 @@ async fn drive(
         for record in &message.records {
             checker.check(record, problems);
             positions.push(record.position.clone());
+            if start.is_none() && shards_seen.len() < plan.warmup_shards {
+                shards_seen.insert(
+                    record
+                        .metadata
+                        .get("kinesis.shardId")
+                        .unwrap_or("")
+                        .to_string(),
+                );
+            }
         }
         if start.is_some() {
             position_bytes += positions.iter().map(|p| p.len() as u64).sum::<u64>();
@@ -1230,7 +1252,7 @@ async fn drive(
         })
         .await
         .map_err(|_| "the Run request stream closed".to_string())?;
-        if start.is_none() && received >= plan.warmup {
+        if start.is_none() && received >= plan.warmup && shards_seen.len() >= plan.warmup_shards {
             start = Some((Instant::now(), proc_ticks(pid).unwrap_or(0), received));
             watch_start = watch_ticks();
         }
@@ -1323,6 +1345,7 @@ async fn drive(
         open_secs,
         complete,
         position_bytes,
+        window: (start.0, end.0),
     })
 }
 
@@ -1712,6 +1735,9 @@ fn run() -> Result<(), String> {
     if want("shards") {
         shards::shard_scale(&runtime, &mut report, tck);
     }
+    if want("leases") {
+        leases::lease_coordination(&runtime, &mut report, tck);
+    }
 
     // --- report -------------------------------------------------------------------------------
     println!();
@@ -1910,6 +1936,7 @@ fn ceiling(
                 pin_mask: measured_mask,
                 binary: None,
                 extra_env: Vec::new(),
+                warmup_shards: 0,
             };
             let mut checker = Checker::Counter {
                 next: HashMap::new(),
@@ -2142,6 +2169,7 @@ async fn drain(report: &mut Report, tck: f64) {
             pin_mask: None,
             binary: None,
             extra_env: Vec::new(),
+            warmup_shards: 0,
         };
         let mut checker = Checker::known(written.clone());
         let mut problems = Problems::default();
@@ -2322,6 +2350,7 @@ async fn slow_run(
         pin_mask: None,
         binary: None,
         extra_env: Vec::new(),
+        warmup_shards: 0,
     };
     let mut problems = Problems::default();
     let result = run_plugin(&plan, &mut checker, &mut problems, tck).await;

@@ -186,6 +186,7 @@ async fn one_run(
             "CONDUIT_CONNECTOR_MAX_RECEIVE_RECORD_SIZE".into(),
             (256 * 1024 * 1024).to_string(),
         )],
+        warmup_shards: 0,
     };
     let mut checker = Checker::Counter {
         next: HashMap::new(),
