@@ -8,7 +8,9 @@
 //!   without owner (released at a graceful stop) is free at once.
 //! * **Balance** is by count, as in KCL 2: the live workers are those owning a lease that is
 //!   not expired, plus this one; each aims at `ceil(leases / workers)`. A worker below that
-//!   takes free or expired leases, at most `max_takes` per round; when there are none and the
+//!   takes free or expired leases, at most `max_takes` per round or a sixteenth of the leases
+//!   if that is more (a lone worker owns 512 shards after 16 rounds, not 256); when there are
+//!   none and the
 //!   most loaded worker holds at least 2 more than this one, it steals one of that worker's.
 //!   Finished leases (`SHARD_END`) are not work and do not count.
 //! * Candidates are tried in an order that differs per worker (a hash of worker and shard),
@@ -83,6 +85,12 @@ pub(crate) enum Claim {
     Steal(Lease),
 }
 
+/// A worker may take `1 / TAKE_SHARE_DIVISOR` of the leases per round when that is more than
+/// `max_takes`: with few leases, workers starting together still share them out by twos; with
+/// hundreds, a lone worker (or the first of several) is not left reading a few shards for
+/// minutes while the others wait unowned.
+const TAKE_SHARE_DIVISOR: usize = 16;
+
 /// One round's inputs.
 pub(crate) struct Round<'a> {
     pub leases: &'a [Lease],
@@ -145,7 +153,11 @@ pub(crate) fn candidates(round: &Round<'_>) -> (Vec<Claim>, usize) {
     }
     available.sort_by_key(|lease| spread(round.me, &lease.key));
     if !available.is_empty() {
-        let wanted = (target - mine).min(round.max_takes.max(1));
+        let per_round = round
+            .max_takes
+            .max(active.len() / TAKE_SHARE_DIVISOR)
+            .max(1);
+        let wanted = (target - mine).min(per_round);
         return (
             available
                 .into_iter()
@@ -304,6 +316,20 @@ mod tests {
         // Another worker tries other leases first.
         let other = super::claims(&round(&leases, "b", &BTreeSet::new(), &expired));
         assert_ne!(keys(&claims), keys(&other));
+    }
+
+    #[test]
+    fn with_hundreds_of_free_leases_a_worker_takes_a_sixteenth_per_round() {
+        let leases = shards(512, |_| None);
+        let expired: BTreeSet<String> = leases.iter().map(|l| l.key.clone()).collect();
+        let claims = claims(&round(&leases, "a", &BTreeSet::new(), &expired));
+        assert_eq!(claims.len(), 32);
+        // Only what is free: with b owning all but 12, a takes those 12 (and then steals one
+        // per round, as before).
+        let leases = shards(512, |i| (i >= 12).then_some("b"));
+        let free: BTreeSet<String> = leases[..12].iter().map(|l| l.key.clone()).collect();
+        let claims = super::claims(&round(&leases, "a", &BTreeSet::new(), &free));
+        assert_eq!(claims.len(), 12);
     }
 
     #[test]
