@@ -416,6 +416,72 @@ async fn three_instances_converge_to_four_leases_each_and_read_every_record_once
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dynamodb_outage_longer_than_a_lease_fences_reading_and_loses_nothing() {
+    let harness = Harness::new(4).await;
+    let log = Log::default();
+    let a = Instance::start(&harness, "a", &log).await;
+    let b = Instance::start(&harness, "b", &log).await;
+    harness
+        .wait_for(LEASE * 3, "2 leases each", |owners| {
+            balanced(owners, &["a", "b"], 2)
+        })
+        .await;
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let producer = produce(&harness, 100, stop.clone());
+    tokio::time::sleep(Duration::from_secs(1)).await;
+
+    // DynamoDB stops answering for two lease durations: no lease can be renewed, so once a
+    // lease duration has passed no instance may go on emitting (another could have taken the
+    // shards); when it answers again, the shards are owned and read again from checkpoints.
+    harness.ddb.freeze(true);
+    let frozen = Instant::now();
+    tokio::time::sleep(LEASE * 2).await;
+    harness.ddb.freeze(false);
+    let thawed = Instant::now();
+    let fenced_from = frozen + LEASE + Duration::from_millis(500);
+    let during: Vec<String> = log
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|d| d.at > fenced_from && d.at < thawed)
+        .map(|d| format!("{} on {} by {}", d.payload, d.shard, d.worker))
+        .collect();
+    assert!(
+        during.is_empty(),
+        "{} records emitted more than a lease duration into the outage: {:?}",
+        during.len(),
+        &during[..during.len().min(5)]
+    );
+    let before_fence = log
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|d| d.at > frozen && d.at <= fenced_from)
+        .count();
+    eprintln!("{before_fence} records emitted in the outage's first lease duration, none after");
+    let owned_again = harness
+        .wait_for(
+            LEASE * 4,
+            "every shard owned again after the outage",
+            |owners| {
+                owners
+                    .values()
+                    .all(|o| matches!(o.as_deref(), Some("a" | "b")))
+            },
+        )
+        .await;
+    eprintln!("every shard owned again {owned_again:?} after DynamoDB answered again");
+
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    let written = producer.await.unwrap();
+    wait_delivered(&log, &written, Duration::from_secs(30)).await;
+    check_per_key_order(&log);
+    a.stop_gracefully().await;
+    b.stop_gracefully().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_instance_s_shards_move_within_two_lease_durations_without_loss() {
     let harness = Harness::new(12).await;
     let log = Log::default();

@@ -74,6 +74,17 @@ impl DynamoLocal {
         }
     }
 
+    /// Freezes (`SIGSTOP`) or thaws (`SIGCONT`) the server: while frozen, connections are
+    /// accepted by the kernel but nothing is answered, as when DynamoDB is unreachable.
+    pub fn freeze(&self, frozen: bool) {
+        let signal = if frozen { "-STOP" } else { "-CONT" };
+        let status = Command::new("kill")
+            .args([signal, &self.child.id().to_string()])
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill {signal} dynalite");
+    }
+
     pub fn log(&self) -> String {
         super::kinesis_local::file_tail(&self.log_path, 8 * 1024)
     }
