@@ -29,7 +29,7 @@ use async_trait::async_trait;
 use http_body_util::BodyExt;
 use serde_json::{json, Map, Value};
 
-use super::table::{Checkpoint, Lease, LeaseError, LeaseTable};
+use super::table::{Checkpoint, CheckpointWrite, Lease, LeaseError, LeaseTable};
 use crate::aws::signed::{RequestFailure, ServiceEndpoint, SignedClient};
 
 /// Every call must answer within this (a third of the shortest lease duration).
@@ -416,14 +416,14 @@ impl LeaseTable for DynamoLeaseTable {
         Ok(next)
     }
 
-    async fn checkpoint(
-        &self,
-        key: &str,
-        owner: &str,
-        counter: u64,
-        checkpoint: &Checkpoint,
-        children: &[String],
-    ) -> Result<(), LeaseError> {
+    async fn checkpoint(&self, write: CheckpointWrite<'_>) -> Result<(), LeaseError> {
+        let CheckpointWrite {
+            key,
+            owner,
+            counter,
+            checkpoint,
+            children,
+        } = write;
         let mut set = "SET checkpoint = :checkpoint, checkpointSubSequenceNumber = :sub, \
                        ownerSwitchesSinceCheckpoint = :zero"
             .to_string();

@@ -14,7 +14,7 @@ use tokio::time::Instant;
 use super::super::reader::{self, Mode, ReaderContext, ReaderEnd, ShardEvent};
 use super::coordinator::{lock, start_from, LeaseConfig, SharedTracks, Track};
 use super::decide::{self, Claim, ListedShard, Observations, Round};
-use super::table::{Checkpoint, Lease, LeaseError, LeaseTable};
+use super::table::{Checkpoint, CheckpointWrite, Lease, LeaseError, LeaseTable};
 use crate::outage::FailureStreak;
 
 /// How many free or expired leases a worker takes per round, so that workers starting
@@ -260,7 +260,13 @@ impl Keeper {
             self.ended_since.remove(&key);
             match self
                 .table
-                .checkpoint(&key, self.me(), counter, &checkpoint, &children)
+                .checkpoint(CheckpointWrite {
+                    key: &key,
+                    owner: self.me(),
+                    counter,
+                    checkpoint: &checkpoint,
+                    children: &children,
+                })
                 .await
             {
                 Ok(()) => {
@@ -493,7 +499,13 @@ impl Keeper {
         for (key, counter, checkpoint) in fallbacks {
             match self
                 .table
-                .checkpoint(&key, self.me(), counter, &checkpoint, &[])
+                .checkpoint(CheckpointWrite {
+                    key: &key,
+                    owner: self.me(),
+                    counter,
+                    checkpoint: &checkpoint,
+                    children: &[],
+                })
                 .await
             {
                 Ok(()) => {
@@ -529,7 +541,13 @@ impl Keeper {
                 .unwrap_or_default();
             let written = self
                 .table
-                .checkpoint(&key, self.me(), counter, &Checkpoint::ShardEnd, &children)
+                .checkpoint(CheckpointWrite {
+                    key: &key,
+                    owner: self.me(),
+                    counter,
+                    checkpoint: &Checkpoint::ShardEnd,
+                    children: &children,
+                })
                 .await;
             match written {
                 Ok(()) => self.release(&key).await,

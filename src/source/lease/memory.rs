@@ -5,7 +5,7 @@ use std::sync::Mutex;
 
 use async_trait::async_trait;
 
-use super::table::{Checkpoint, Lease, LeaseError, LeaseTable};
+use super::table::{Checkpoint, CheckpointWrite, Lease, LeaseError, LeaseTable};
 
 #[derive(Debug, Default)]
 pub(crate) struct MemoryTable {
@@ -98,14 +98,14 @@ impl LeaseTable for MemoryTable {
         })
     }
 
-    async fn checkpoint(
-        &self,
-        key: &str,
-        owner: &str,
-        counter: u64,
-        checkpoint: &Checkpoint,
-        children: &[String],
-    ) -> Result<(), LeaseError> {
+    async fn checkpoint(&self, write: CheckpointWrite<'_>) -> Result<(), LeaseError> {
+        let CheckpointWrite {
+            key,
+            owner,
+            counter,
+            checkpoint,
+            children,
+        } = write;
         self.update(key, |lease| {
             held(lease, owner, counter)?;
             lease.checkpoint = checkpoint.clone();

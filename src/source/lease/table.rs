@@ -168,6 +168,17 @@ pub(crate) enum LeaseError {
     Unusable(String),
 }
 
+/// A checkpoint to write: conditional on `owner` holding the lease at `counter`.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct CheckpointWrite<'a> {
+    pub key: &'a str,
+    pub owner: &'a str,
+    pub counter: u64,
+    pub checkpoint: &'a Checkpoint,
+    /// The shard's children, written with `SHARD_END` (empty otherwise).
+    pub children: &'a [String],
+}
+
 /// The table operations coordination needs.
 #[async_trait]
 pub(crate) trait LeaseTable: Send + Sync + 'static {
@@ -197,17 +208,9 @@ pub(crate) trait LeaseTable: Send + Sync + 'static {
     /// Renews a lease `owner` holds at `counter`; returns the new counter.
     async fn renew(&self, key: &str, owner: &str, counter: u64) -> Result<u64, LeaseError>;
 
-    /// Moves the checkpoint of a lease `owner` holds at `counter` (and removes any
-    /// `checkpointOwner`: from now on only this owner writes it); `children` are written
-    /// with `SHARD_END`.
-    async fn checkpoint(
-        &self,
-        key: &str,
-        owner: &str,
-        counter: u64,
-        checkpoint: &Checkpoint,
-        children: &[String],
-    ) -> Result<(), LeaseError>;
+    /// Moves the checkpoint of a lease its owner holds at its counter (and removes any
+    /// `checkpointOwner`: from now on only this owner writes it).
+    async fn checkpoint(&self, write: CheckpointWrite<'_>) -> Result<(), LeaseError>;
 
     /// Gives a lease up (removes `leaseOwner`, raises the counter) so another worker can
     /// take it at once.
