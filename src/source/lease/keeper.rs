@@ -333,11 +333,14 @@ impl Keeper {
             }
             self.handoffs.remove(&key);
             let mut tracks = lock(&self.tracks);
-            if let Some(track) = tracks.shards.get_mut(&key) {
+            let draining = tracks.draining.contains(&key);
+            // Only the track of the ownership handed over: `scan` does not claim a shard
+            // whose handover is pending, but a live ownership's track must never go here.
+            if let Some(track) = tracks.shards.get_mut(&key).filter(|t| !t.emitting) {
                 track.handing_off = false;
-            }
-            if !tracks.draining.contains(&key) {
-                tracks.shards.remove(&key);
+                if !draining {
+                    tracks.shards.remove(&key);
+                }
             }
         }
     }
@@ -417,7 +420,12 @@ impl Keeper {
             .observations
             .expired(&leases, now, self.config.lease_duration);
         let mine: BTreeSet<String> = self.held.keys().cloned().collect();
-        let excluded = lock(&self.tracks).draining.clone();
+        // Not claimed again yet: shards whose records of an earlier ownership may still be
+        // in the engine's channel, and shards whose handover is still to write (the
+        // conflict that started it may have been this worker's own renewal, carried out
+        // after it gave up waiting, so the lease is still its own and free to take).
+        let mut excluded = lock(&self.tracks).draining.clone();
+        excluded.extend(self.handoffs.keys().cloned());
         let (candidates, wanted) = decide::candidates(&Round {
             leases: &leases,
             me: self.me(),

@@ -23,6 +23,15 @@ impl MemoryTable {
         self.items.lock().unwrap().get(key).cloned()
     }
 
+    /// Applies a renewal that reached the table late: the counter moves on, the owner stays.
+    /// Its sender timed out waiting for the answer, so its next write conflicts, as after a
+    /// table outage whose queued requests are carried out once it answers again.
+    pub(crate) fn apply_late_renewal(&self, key: &str) {
+        if let Some(lease) = self.items.lock().unwrap().get_mut(key) {
+            lease.counter += 1;
+        }
+    }
+
     fn check(&self) -> Result<(), LeaseError> {
         if self.unreachable.load(std::sync::atomic::Ordering::SeqCst) {
             return Err(LeaseError::Unavailable("the table is unreachable".into()));

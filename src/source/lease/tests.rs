@@ -195,6 +195,39 @@ async fn a_worker_cut_off_from_the_table_stops_emitting_before_its_lease_can_be_
     assert!(read_for(&a, LEASE, true).await.is_empty());
 }
 
+/// A worker whose own renewal was carried out after it gave up waiting sees a conflict and
+/// hands the lease over, but nobody stole it: the lease is still its own and it takes it
+/// again at once. Finishing that handover later must not end the new ownership.
+#[tokio::test(start_paused = true)]
+async fn retaking_a_lease_while_its_handover_is_pending_keeps_reading_it() {
+    let fake = FakeStream::default();
+    fake.add_shard("s0", &[]);
+    let table = Arc::new(MemoryTable::default());
+    let a = engine(&fake, &table, "a");
+    fake.put("s0", "acked");
+    assert_eq!(read_for(&a, LEASE, true).await.len(), 1);
+    // In flight (not acked) when the conflict comes: the handover waits for its deadline.
+    fake.put("s0", "in-flight");
+    assert_eq!(
+        read_for(&a, Duration::from_millis(500), false).await.len(),
+        1
+    );
+    table.apply_late_renewal("s0");
+    let mut delivered: Vec<String> = read_for(&a, LEASE, true).await.iter().map(data).collect();
+    for n in 0..3 {
+        fake.put("s0", &format!("after-{n}"));
+        delivered.extend(read_for(&a, LEASE, true).await.iter().map(data));
+    }
+    assert_eq!(table.get("s0").unwrap().owner.as_deref(), Some("a"));
+    for n in 0..3 {
+        let want = format!("after-{n}");
+        assert!(
+            delivered.contains(&want),
+            "{want} not delivered: {delivered:?}"
+        );
+    }
+}
+
 #[tokio::test(start_paused = true)]
 async fn a_child_is_read_only_after_its_parent_is_at_shard_end_whoever_reads_it() {
     let fake = FakeStream::default();
