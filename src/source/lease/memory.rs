@@ -108,20 +108,13 @@ impl LeaseTable for MemoryTable {
     }
 
     async fn checkpoint(&self, write: CheckpointWrite<'_>) -> Result<(), LeaseError> {
-        let CheckpointWrite {
-            key,
-            owner,
-            counter,
-            checkpoint,
-            children,
-        } = write;
-        self.update(key, |lease| {
-            held(lease, owner, counter)?;
-            lease.checkpoint = checkpoint.clone();
+        self.update(write.key, |lease| {
+            held(lease, write.owner, write.counter)?;
+            lease.checkpoint = write.checkpoint.clone();
             lease.owner_switches = 0;
             lease.checkpoint_owner = None;
-            if !children.is_empty() {
-                lease.children = children.to_vec();
+            if !write.children.is_empty() {
+                lease.children = write.children.to_vec();
             }
             Ok(())
         })
