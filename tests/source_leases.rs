@@ -2,7 +2,8 @@
 //! (`coordination=dynamodb`): kinesis-local, dynalite and three or four plugin processes,
 //! each started as Conduit starts it and driven over gRPC (Configure, Open, Run with acks,
 //! Stop, Teardown), with short leases (2 s) so takeovers happen within seconds. Readers use
-//! enhanced fan-out (the default); the graceful handover also runs with polling. The last
+//! enhanced fan-out (the default); the graceful handover and a `latest` start moved before its
+//! first checkpoint also run with polling. The last
 //! test runs three real Conduit instances (SKIPPED where `.tools/bin/conduit` is missing).
 
 mod support;
@@ -169,7 +170,21 @@ enum Step {
 
 impl Instance {
     async fn start(harness: &Harness, worker: &str, log: &Log) -> Instance {
-        let settings = harness.settings(&[("coordination.workerId", worker)]);
+        Self::start_with(harness, worker, log, &[], true).await
+    }
+
+    /// With `extra` settings; `ack: false` takes records but never acknowledges them (as
+    /// Conduit behind a destination that has not written anything yet), until Stop.
+    async fn start_with(
+        harness: &Harness,
+        worker: &str,
+        log: &Log,
+        extra: &[(&str, &str)],
+        ack: bool,
+    ) -> Instance {
+        let mut extra = extra.to_vec();
+        extra.push(("coordination.workerId", worker));
+        let settings = harness.settings(&extra);
         let source = RunningSource::start(&refs(&settings), None).await;
         let pid = source.plugin.child.id();
         let (stop, mut stop_rx) = oneshot::channel();
@@ -206,9 +221,11 @@ impl Instance {
                         if let Some(r) = records.last() {
                             last_received = r.position.clone();
                         }
-                        source
-                            .ack(records.iter().map(|r| r.position.clone()).collect())
-                            .await;
+                        if ack {
+                            source
+                                .ack(records.iter().map(|r| r.position.clone()).collect())
+                                .await;
+                        }
                     }
                     Step::Batch(None) => {}
                     Step::Stop => {
@@ -629,6 +646,85 @@ async fn graceful_stop_and_newcomer(harness: Harness) {
     check_per_key_order(&log);
     for instance in instances {
         instance.stop_gracefully().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn polling_latest_moved_before_its_first_checkpoint_loses_nothing() {
+    latest_moved_before_its_first_checkpoint(Harness::reading(2, "polling").await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn latest_moved_before_its_first_checkpoint_loses_nothing() {
+    latest_moved_before_its_first_checkpoint(Harness::new(2).await).await;
+}
+
+/// `startPosition: latest`: the first instance reads every shard but is killed before any
+/// record is acknowledged, so before any record checkpoint; the instance that takes the
+/// shards over must deliver everything written after the first one started reading (with
+/// `LATEST` left in the table it would start at its own "now" and skip all of it).
+async fn latest_moved_before_its_first_checkpoint(harness: Harness) {
+    let latest = [("startPosition", "latest")];
+    let log_a = Log::default();
+    let a = Instance::start_with(&harness, "a", &log_a, &latest, false).await;
+    harness
+        .wait_for(LEASE * 3, "a holding both leases", |owners| {
+            owners.len() == 2 && owners.values().all(|o| o.as_deref() == Some("a"))
+        })
+        .await;
+    // The readers start right after the takes.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let started_reading = std::time::SystemTime::now();
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let producer = produce(&harness, 100, stop.clone());
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    let written = producer.await.unwrap();
+    // a was reading: it delivered everything (and acknowledged nothing).
+    wait_delivered(&log_a, &written, Duration::from_secs(30)).await;
+    let items_before_kill = harness.items().await;
+    a.kill();
+
+    let log_b = Log::default();
+    let b = Instance::start_with(&harness, "b", &log_b, &latest, true).await;
+    harness
+        .wait_for(LEASE * 3, "b holding both leases", |owners| {
+            owners.values().all(|o| o.as_deref() == Some("b"))
+        })
+        .await;
+    wait_delivered(&log_b, &written, Duration::from_secs(30)).await;
+    check_per_key_order(&log_b);
+
+    // What b found: a's pin, KCL's AT_TIMESTAMP with the time a started reading (a margin
+    // earlier) in checkpointTimestamp; with fan-out, maybe the continuation of an event that
+    // came before the records (checkpointed as nothing waited for an ack then).
+    let started_ms = started_reading
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    for item in &items_before_kill {
+        let checkpoint = item["checkpoint"]["S"].as_str().unwrap();
+        if harness.read_mode == "fanout" && checkpoint.bytes().all(|b| b.is_ascii_digit()) {
+            assert!(item.get("checkpointTimestamp").is_none(), "{item}");
+            continue;
+        }
+        assert_eq!(checkpoint, "AT_TIMESTAMP", "{item}");
+        let pinned: i64 = item["checkpointTimestamp"]["N"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no checkpointTimestamp in {item}"))
+            .parse()
+            .unwrap();
+        assert!(
+            pinned <= started_ms && started_ms - pinned < 30_000,
+            "pinned at {pinned}, writing started at {started_ms}: {item}"
+        );
+    }
+    b.stop_gracefully().await;
+    // b's acknowledged records replaced the pin, and the timestamp went with it.
+    for item in harness.items().await {
+        let checkpoint = item["checkpoint"]["S"].as_str().unwrap();
+        assert!(checkpoint.bytes().all(|b| b.is_ascii_digit()), "{item}");
+        assert!(item.get("checkpointTimestamp").is_none(), "{item}");
     }
 }
 

@@ -62,6 +62,8 @@ struct State {
     iterator_lifetime: Option<Duration>,
     subscription_lifetime: Duration,
     calls: Vec<Call>,
+    /// The latest arrival time given to a record.
+    last_arrival: i64,
 }
 
 /// The stream; clones share it.
@@ -82,6 +84,7 @@ impl Default for FakeStream {
                 iterator_lifetime: None,
                 subscription_lifetime: Duration::from_secs(300),
                 calls: Vec::new(),
+                last_arrival: 0,
             })),
         }
     }
@@ -155,9 +158,20 @@ impl FakeStream {
     /// Puts a record with `data` (also its partition key) on an open shard; returns its
     /// sequence number.
     pub(crate) fn put(&self, shard: &str, data: &str) -> String {
+        self.put_arrived(shard, data, None)
+    }
+
+    /// [`FakeStream::put`] with an arrival time (epoch milliseconds; not before an earlier
+    /// record's, as `AT_TIMESTAMP` starts assume). `None`: now by the host's clock, as Kinesis
+    /// stamps records by its own (paused tokio time does not move it).
+    pub(crate) fn put_arrived(&self, shard: &str, data: &str, arrival: Option<i64>) -> String {
         let mut state = self.lock();
         let sequence = state.sequence();
-        let arrival = 1_700_000_000_000 + state.next_sequence as i64;
+        let arrival = arrival.unwrap_or_else(|| {
+            let now = (time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as i64;
+            now.max(state.last_arrival)
+        });
+        state.last_arrival = state.last_arrival.max(arrival);
         let shard = state.shard_mut(shard);
         assert!(!shard.closed, "shard {} is closed", shard.id);
         shard.records.push(FetchedRecord {

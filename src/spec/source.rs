@@ -106,7 +106,10 @@ fn source_read_params() -> Vec<Param> {
             ParamType::String,
             "Where the first start reads from: `trim_horizon` (the oldest record kept), `latest` (only new \
              records) or `at_timestamp` (records written at or after startTimestamp). Shards created later \
-             are always read from their start.",
+             are always read from their start. With coordination=dynamodb, `latest` is pinned in the lease \
+             table as the first reader's clock less 5s (AT_TIMESTAMP), so a shard that moves to another \
+             instance never skips records; a few records from just before the start may be delivered, and \
+             none is lost unless that clock is more than 5s ahead of Kinesis'.",
         )
         .default("trim_horizon")
         .validations(&[Validation::Inclusion(&["trim_horizon", "latest", "at_timestamp"])]),

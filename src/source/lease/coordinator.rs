@@ -325,11 +325,47 @@ pub(crate) fn start_from(checkpoint: &Checkpoint, initial: InitialPosition) -> S
                 .expect("sequence and SHARD_END checkpoints have a progress"),
         ),
         Checkpoint::TrimHorizon => StartFrom::TrimHorizon,
+        // The keeper pins LATEST before starting a reader; this is not reached.
         Checkpoint::Latest => StartFrom::Initial(InitialPosition::Latest),
-        Checkpoint::AtTimestamp => match initial {
+        Checkpoint::AtTimestamp { millis: Some(ms) } => {
+            StartFrom::Initial(InitialPosition::AtTimestamp(*ms))
+        }
+        Checkpoint::AtTimestamp { millis: None } => match initial {
             at @ InitialPosition::AtTimestamp(_) => StartFrom::Initial(at),
             // The item asks for a timestamp this pipeline was not given: read everything.
             _ => StartFrom::TrimHorizon,
         },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_pinned_timestamp_is_read_whatever_the_configured_start() {
+        let pinned = Checkpoint::AtTimestamp {
+            millis: Some(1_800_000_000_000),
+        };
+        for initial in [
+            InitialPosition::Latest,
+            InitialPosition::TrimHorizon,
+            InitialPosition::AtTimestamp(5),
+        ] {
+            assert_eq!(
+                start_from(&pinned, initial),
+                StartFrom::Initial(InitialPosition::AtTimestamp(1_800_000_000_000))
+            );
+        }
+        // The bare sentinel means the configured startTimestamp (KCL's meaning), else all.
+        let bare = Checkpoint::AtTimestamp { millis: None };
+        assert_eq!(
+            start_from(&bare, InitialPosition::AtTimestamp(5)),
+            StartFrom::Initial(InitialPosition::AtTimestamp(5))
+        );
+        assert_eq!(
+            start_from(&bare, InitialPosition::Latest),
+            StartFrom::TrimHorizon
+        );
     }
 }

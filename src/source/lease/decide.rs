@@ -15,6 +15,9 @@
 //!   Finished leases (`SHARD_END`) are not work and do not count.
 //! * Candidates are tried in an order that differs per worker (a hash of worker and shard),
 //!   so workers starting together rarely race for the same lease.
+//! * **`LATEST` is pinned** before it is read ([`pin_latest`]): Kinesis' `LATEST` means "from
+//!   whenever the iterator is made", so a shard that moved to another worker before its first
+//!   checkpoint would start again at the new owner's "now" and skip what came in between.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::hash::{Hash, Hasher};
@@ -211,7 +214,8 @@ pub(crate) fn new_leases(
                 InitialPosition::TrimHorizon => Checkpoint::TrimHorizon,
                 InitialPosition::Latest if info.closed => Checkpoint::ShardEnd,
                 InitialPosition::Latest => Checkpoint::Latest,
-                InitialPosition::AtTimestamp(_) => Checkpoint::AtTimestamp,
+                // The configured timestamp: the item names only the sentinel, as KCL's.
+                InitialPosition::AtTimestamp(_) => Checkpoint::AtTimestamp { millis: None },
             }
         };
         out.push(Lease::new(
@@ -222,6 +226,26 @@ pub(crate) fn new_leases(
         ));
     }
     out
+}
+
+/// How far before this worker's clock a pinned `LATEST` starts. Kinesis stamps records with
+/// its own clock (`ApproximateArrivalTimestamp`) and `AT_TIMESTAMP` compares with that, so a
+/// worker clock ahead of Kinesis' would pin a time that has not come yet for Kinesis, and the
+/// records arriving until then would be skipped by every owner. Reading from this much
+/// earlier keeps every record written after the reader started as long as the worker's clock
+/// is not ahead by more than this (NTP keeps hosts within milliseconds; SigV4 itself refuses
+/// requests from clocks more than 5 minutes off); the price is that a first start at `latest`
+/// also delivers what arrived in these seconds before it.
+pub(crate) const LATEST_PIN_MARGIN: Duration = Duration::from_secs(5);
+
+/// The checkpoint a `LATEST` lease gets before its first owner reads it: `AT_TIMESTAMP` at
+/// `now_ms` (this worker's wall clock, epoch milliseconds) less [`LATEST_PIN_MARGIN`]. That
+/// owner and every later one read from this same time, until a record's checkpoint replaces
+/// it, so no record written after the first owner started is skipped by a later one.
+pub(crate) fn pin_latest(now_ms: i64) -> Checkpoint {
+    Checkpoint::AtTimestamp {
+        millis: Some(now_ms.saturating_sub(LATEST_PIN_MARGIN.as_millis() as i64)),
+    }
 }
 
 /// Whether `lease`'s shard may be read: every parent's lease is at `SHARD_END`, or the
@@ -460,6 +484,57 @@ mod tests {
         let later = new_leases(&shards, &tracked, InitialPosition::Latest);
         assert_eq!(later.len(), 1);
         assert_eq!(later[0].checkpoint, Checkpoint::TrimHorizon);
+    }
+
+    #[test]
+    fn latest_is_pinned_a_margin_before_the_worker_s_clock() {
+        let now = 1_800_000_000_000;
+        let pinned = pin_latest(now);
+        assert_eq!(
+            pinned,
+            Checkpoint::AtTimestamp {
+                millis: Some(now - 5_000)
+            }
+        );
+        // KCL's sentinel, with the time beside it.
+        assert_eq!(pinned.text(), "AT_TIMESTAMP");
+        assert_eq!(pinned.timestamp(), Some(now - 5_000));
+        assert_eq!(pinned.sub_sequence(), 0);
+        assert_eq!(pinned.progress(), None);
+        assert_eq!(pin_latest(1_000).timestamp(), Some(-4_000));
+        // A lease for startPosition=at_timestamp names only the sentinel (the configured
+        // timestamp), as KCL's do.
+        let at = new_leases(
+            &[listed("x", &[], false)],
+            &BTreeSet::new(),
+            InitialPosition::AtTimestamp(now),
+        );
+        assert_eq!(at[0].checkpoint, Checkpoint::AtTimestamp { millis: None });
+    }
+
+    #[test]
+    fn checkpoint_timestamps_count_only_with_the_at_timestamp_sentinel() {
+        assert_eq!(
+            Checkpoint::parse("AT_TIMESTAMP", 0, Some(7)),
+            Some(Checkpoint::AtTimestamp { millis: Some(7) })
+        );
+        assert_eq!(
+            Checkpoint::parse("AT_TIMESTAMP", 0, None),
+            Some(Checkpoint::AtTimestamp { millis: None })
+        );
+        // Left behind by a writer that does not know the attribute.
+        assert_eq!(
+            Checkpoint::parse("LATEST", 0, Some(7)),
+            Some(Checkpoint::Latest)
+        );
+        assert_eq!(
+            Checkpoint::parse("12345", 2, Some(7)),
+            Some(Checkpoint::Sequence {
+                sequence: "12345".into(),
+                sub_sequence: 2
+            })
+        );
+        assert_eq!(Checkpoint::Latest.timestamp(), None);
     }
 
     #[test]

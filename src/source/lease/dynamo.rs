@@ -15,6 +15,7 @@
 //! | `checkpointOwner`              | S    | previous owner finishing a handoff (KCL 3)       |
 //! | `checkpoint`                   | S    | sequence number or `TRIM_HORIZON`, `LATEST`, `AT_TIMESTAMP`, `SHARD_END` |
 //! | `checkpointSubSequenceNumber`  | N    | user record inside a KPL aggregate (0: whole)    |
+//! | `checkpointTimestamp`          | N    | with `AT_TIMESTAMP`: read from this time (epoch ms); this connector's own, see below |
 //! | `ownerSwitchesSinceCheckpoint` | N    | takes since the last checkpoint                  |
 //! | `parentShardId`                | SS   | parents (absent for none: sets cannot be empty)  |
 //! | `childShardIds`                | SS   | children, written with `SHARD_END`               |
@@ -22,6 +23,12 @@
 //!
 //! The table is created with `leaseKey` as its only key and on-demand capacity
 //! (`PAY_PER_REQUEST`).
+//!
+//! `checkpointTimestamp` is not KCL's: a `LATEST` lease is pinned to `AT_TIMESTAMP` at the
+//! time its first owner starts reading ([`super::decide::pin_latest`]), and the time has to
+//! be kept somewhere. The sentinel stays KCL's, so KCL tooling reads the item (KCL itself
+//! would start such a lease at its own configured timestamp and ignore the attribute). Every
+//! checkpoint write sets the attribute or removes it, so it never outlives its `AT_TIMESTAMP`.
 
 use std::time::{Duration, Instant};
 
@@ -192,6 +199,28 @@ fn text(value: &str) -> Value {
     json!({ "S": value })
 }
 
+/// The parts of an update expression that write `checkpoint`: what to `SET` (with its values
+/// put in `values`) and the attribute to `REMOVE`, if any.
+fn checkpoint_update(
+    checkpoint: &Checkpoint,
+    values: &mut Value,
+) -> (String, Option<&'static str>) {
+    let mut set = "checkpoint = :checkpoint, checkpointSubSequenceNumber = :sub, \
+                   ownerSwitchesSinceCheckpoint = :zero"
+        .to_string();
+    values[":checkpoint"] = text(checkpoint.text());
+    values[":sub"] = number(checkpoint.sub_sequence());
+    values[":zero"] = number(0);
+    match checkpoint.timestamp() {
+        Some(millis) => {
+            set.push_str(", checkpointTimestamp = :timestamp");
+            values[":timestamp"] = json!({ "N": millis.to_string() });
+            (set, None)
+        }
+        None => (set, Some("checkpointTimestamp")),
+    }
+}
+
 /// The DynamoDB item of a lease.
 pub(crate) fn to_item(lease: &Lease) -> Value {
     let mut item = Map::new();
@@ -208,6 +237,12 @@ pub(crate) fn to_item(lease: &Lease) -> Value {
         "checkpointSubSequenceNumber".into(),
         number(lease.checkpoint.sub_sequence()),
     );
+    if let Some(millis) = lease.checkpoint.timestamp() {
+        item.insert(
+            "checkpointTimestamp".into(),
+            json!({ "N": millis.to_string() }),
+        );
+    }
     item.insert(
         "ownerSwitchesSinceCheckpoint".into(),
         number(lease.owner_switches),
@@ -249,13 +284,21 @@ pub(crate) fn from_item(item: &Value) -> Result<Lease, String> {
         values
     };
     let key = s("leaseKey").ok_or("an item has no leaseKey string")?;
+    let timestamp = match item["checkpointTimestamp"]["N"].as_str() {
+        None => None,
+        Some(text) => Some(text.parse::<i64>().map_err(|_| {
+            format!("lease {key}: attribute checkpointTimestamp is not a whole number: {text:?}")
+        })?),
+    };
     let checkpoint_text = s("checkpoint").unwrap_or_else(|| "TRIM_HORIZON".into());
-    let checkpoint = Checkpoint::parse(&checkpoint_text, n("checkpointSubSequenceNumber")?)
-        .ok_or_else(|| {
-            format!(
-                "lease {key}: checkpoint {checkpoint_text:?} is not a sequence number or sentinel"
-            )
-        })?;
+    let checkpoint = Checkpoint::parse(
+        &checkpoint_text,
+        n("checkpointSubSequenceNumber")?,
+        timestamp,
+    )
+    .ok_or_else(|| {
+        format!("lease {key}: checkpoint {checkpoint_text:?} is not a sequence number or sentinel")
+    })?;
     Ok(Lease {
         owner: s("leaseOwner"),
         counter: n("leaseCounter")?,
@@ -373,16 +416,14 @@ impl LeaseTable for DynamoLeaseTable {
     ) -> Result<(), LeaseError> {
         let mut values = json!({ ":from": text(from) });
         let mut expression = String::new();
+        let mut remove = vec!["checkpointOwner"];
         if let Some(checkpoint) = checkpoint {
-            expression.push_str(
-                "SET checkpoint = :checkpoint, checkpointSubSequenceNumber = :sub, \
-                 ownerSwitchesSinceCheckpoint = :zero ",
-            );
-            values[":checkpoint"] = text(checkpoint.text());
-            values[":sub"] = number(checkpoint.sub_sequence());
-            values[":zero"] = number(0);
+            let (set, also_remove) = checkpoint_update(checkpoint, &mut values);
+            expression = format!("SET {set} ");
+            remove.extend(also_remove);
         }
-        expression.push_str("REMOVE checkpointOwner");
+        expression.push_str("REMOVE ");
+        expression.push_str(&remove.join(", "));
         self.update(
             key,
             json!({
@@ -424,21 +465,21 @@ impl LeaseTable for DynamoLeaseTable {
             checkpoint,
             children,
         } = write;
-        let mut set = "SET checkpoint = :checkpoint, checkpointSubSequenceNumber = :sub, \
-                       ownerSwitchesSinceCheckpoint = :zero"
-            .to_string();
         let mut values = json!({
             ":owner": text(owner),
             ":seen": number(counter),
-            ":checkpoint": text(checkpoint.text()),
-            ":sub": number(checkpoint.sub_sequence()),
-            ":zero": number(0),
         });
+        let (update, remove) = checkpoint_update(checkpoint, &mut values);
+        let mut set = format!("SET {update}");
         if !children.is_empty() {
             set.push_str(", childShardIds = :children");
             values[":children"] = json!({ "SS": children });
         }
         set.push_str(" REMOVE checkpointOwner");
+        if let Some(attribute) = remove {
+            set.push_str(", ");
+            set.push_str(attribute);
+        }
         self.update(
             key,
             json!({
@@ -509,6 +550,56 @@ mod tests {
         assert!(item.get("parentShardId").is_none() && item.get("leaseOwner").is_none());
         assert_eq!(item["checkpoint"], json!({ "S": "SHARD_END" }));
         assert_eq!(from_item(&item).unwrap(), bare);
+    }
+
+    #[test]
+    fn a_pinned_latest_is_at_timestamp_with_checkpoint_timestamp() {
+        let pinned = Lease::new(
+            "shardId-000000000000",
+            Checkpoint::AtTimestamp {
+                millis: Some(1_800_000_000_123),
+            },
+            Vec::new(),
+            None,
+        );
+        let item = to_item(&pinned);
+        assert_eq!(item["checkpoint"], json!({ "S": "AT_TIMESTAMP" }));
+        assert_eq!(item["checkpointTimestamp"], json!({ "N": "1800000000123" }));
+        assert_eq!(from_item(&item).unwrap(), pinned);
+        // KCL's AT_TIMESTAMP has no time beside it; LATEST neither.
+        for bare in [Checkpoint::AtTimestamp { millis: None }, Checkpoint::Latest] {
+            let lease = Lease::new("s", bare, Vec::new(), None);
+            let item = to_item(&lease);
+            assert!(item.get("checkpointTimestamp").is_none(), "{item}");
+            assert_eq!(from_item(&item).unwrap(), lease);
+        }
+        let error = from_item(&json!({
+            "leaseKey": { "S": "s" },
+            "checkpoint": { "S": "AT_TIMESTAMP" },
+            "checkpointTimestamp": { "N": "soon" },
+        }))
+        .unwrap_err();
+        assert!(error.contains("checkpointTimestamp"), "{error}");
+    }
+
+    #[test]
+    fn checkpoint_writes_set_the_timestamp_or_remove_it() {
+        let mut values = json!({});
+        let pinned = Checkpoint::AtTimestamp { millis: Some(42) };
+        let (set, remove) = checkpoint_update(&pinned, &mut values);
+        assert!(set.contains("checkpointTimestamp = :timestamp"), "{set}");
+        assert_eq!(remove, None);
+        assert_eq!(values[":timestamp"], json!({ "N": "42" }));
+        assert_eq!(values[":checkpoint"], json!({ "S": "AT_TIMESTAMP" }));
+        let mut values = json!({});
+        let sequence = Checkpoint::Sequence {
+            sequence: "123".into(),
+            sub_sequence: 0,
+        };
+        let (set, remove) = checkpoint_update(&sequence, &mut values);
+        assert!(!set.contains("checkpointTimestamp"), "{set}");
+        assert_eq!(remove, Some("checkpointTimestamp"));
+        assert!(values.get(":timestamp").is_none());
     }
 
     #[test]

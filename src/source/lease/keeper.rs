@@ -1,7 +1,8 @@
 //! The keeper task of [`super::coordinator`]: one loop that renews the held leases, writes
 //! checkpoints, reads the table and takes or steals this round's share, hands stolen leases
 //! over, releases finished ones, and starts a reader for each held lease whose shard may be
-//! read. All table writes of a worker happen here, one at a time.
+//! read (pinning a `LATEST` checkpoint to a time first). All table writes of a worker happen
+//! here, one at a time.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
@@ -108,7 +109,7 @@ impl Keeper {
                 next_scan = now + scan_interval;
                 self.scan().await;
             }
-            self.start_readers();
+            self.start_readers().await;
             tokio::select! {
                 biased;
                 done = shutdown.recv() => {
@@ -567,22 +568,27 @@ impl Keeper {
         }
     }
 
-    /// Starts a reader for every held lease whose shard may be read now.
-    fn start_readers(&mut self) {
-        let Some(listing) = self.listing.borrow().clone() else {
-            return;
-        };
-        let listed: BTreeSet<&str> = listing.iter().map(|s| s.info.id.as_str()).collect();
-        let by_key: HashMap<&str, &Lease> =
-            self.snapshot.iter().map(|l| (l.key.as_str(), l)).collect();
-        let mut tracks = lock(&self.tracks);
-        for (key, held) in self.held.iter_mut() {
-            if held.reader.is_some()
-                || held.awaiting_handoff
-                || held.written == Checkpoint::ShardEnd
-                || tracks.draining.contains(key)
-                || !decide::parents_done(&held.lease, &by_key, &listed)
+    /// Starts a reader for every held lease whose shard may be read now, pinning `LATEST`
+    /// first ([`Keeper::pin_latest`]).
+    async fn start_readers(&mut self) {
+        let ready = self.ready_to_read();
+        for key in &ready {
+            if self.held.get(key).map(|h| &h.written) == Some(&Checkpoint::Latest)
+                && !self.pin_latest(key).await
             {
+                // The table is failing: the other pins can wait for the next tick rather
+                // than hold up renewals a call timeout each.
+                break;
+            }
+        }
+        let mut tracks = lock(&self.tracks);
+        for key in ready {
+            let Some(held) = self.held.get_mut(&key) else {
+                continue; // lost while pinning
+            };
+            // Not pinned (the write failed): read nothing rather than Kinesis' "now", which
+            // would not be where the next owner starts. Tried again at the next tick.
+            if held.written == Checkpoint::Latest {
                 continue;
             }
             let from = start_from(&held.written, self.config.initial);
@@ -602,8 +608,78 @@ impl Keeper {
             );
             let context = self.context.clone();
             let mode = self.mode.clone();
-            let shard = key.clone();
-            held.reader = Some(tokio::spawn(reader::run(context, mode, shard, from)));
+            held.reader = Some(tokio::spawn(reader::run(context, mode, key, from)));
         }
     }
+
+    /// The held leases without a reader whose shard may be read now.
+    fn ready_to_read(&self) -> Vec<String> {
+        let Some(listing) = self.listing.borrow().clone() else {
+            return Vec::new();
+        };
+        let listed: BTreeSet<&str> = listing.iter().map(|s| s.info.id.as_str()).collect();
+        let by_key: HashMap<&str, &Lease> =
+            self.snapshot.iter().map(|l| (l.key.as_str(), l)).collect();
+        let tracks = lock(&self.tracks);
+        self.held
+            .iter()
+            .filter(|(key, held)| {
+                held.reader.is_none()
+                    && !held.awaiting_handoff
+                    && held.written != Checkpoint::ShardEnd
+                    && !tracks.draining.contains(*key)
+                    && decide::parents_done(&held.lease, &by_key, &listed)
+            })
+            .map(|(key, _)| key.clone())
+            .collect()
+    }
+
+    /// Replaces a held lease's `LATEST` with the time this worker starts reading it
+    /// ([`decide::pin_latest`]), conditional on the lease as every checkpoint write, so that
+    /// whoever reads the shard next starts from the same time and not from its own "now".
+    /// On failure nothing is read: a refused write means the lease is gone, any other is
+    /// tried again at the next tick. Returns whether the table answered.
+    async fn pin_latest(&mut self, key: &str) -> bool {
+        let Some(counter) = self.held.get(key).map(|h| h.counter) else {
+            return true;
+        };
+        let checkpoint = decide::pin_latest(wall_clock_ms());
+        let written = self
+            .table
+            .checkpoint(CheckpointWrite {
+                key,
+                owner: self.me(),
+                counter,
+                checkpoint: &checkpoint,
+                children: &[],
+            })
+            .await;
+        match written {
+            Ok(()) => {
+                self.table_succeeded();
+                tracing::info!(
+                    shard = %key,
+                    checkpoint_timestamp_ms = checkpoint.timestamp().unwrap_or_default(),
+                    "LATEST pinned: the shard is read from this time by this and every later owner"
+                );
+                if let Some(held) = self.held.get_mut(key) {
+                    held.written = checkpoint;
+                }
+                true
+            }
+            Err(LeaseError::Conflict { .. }) => {
+                self.lose(key, "another instance took the lease", true);
+                true
+            }
+            Err(error) => {
+                self.table_failed("pinning a LATEST checkpoint", &error);
+                false
+            }
+        }
+    }
+}
+
+/// Milliseconds since the epoch by this host's clock.
+fn wall_clock_ms() -> i64 {
+    (time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as i64
 }

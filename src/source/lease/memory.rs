@@ -12,6 +12,8 @@ pub(crate) struct MemoryTable {
     items: Mutex<BTreeMap<String, Lease>>,
     /// When set, every call fails as if the table were unreachable.
     pub unreachable: std::sync::atomic::AtomicBool,
+    /// When set, checkpoint writes alone fail so (the table answers everything else).
+    pub checkpoints_fail: std::sync::atomic::AtomicBool,
 }
 
 impl MemoryTable {
@@ -108,6 +110,12 @@ impl LeaseTable for MemoryTable {
     }
 
     async fn checkpoint(&self, write: CheckpointWrite<'_>) -> Result<(), LeaseError> {
+        if self
+            .checkpoints_fail
+            .load(std::sync::atomic::Ordering::SeqCst)
+        {
+            return Err(LeaseError::Unavailable("checkpoint writes fail".into()));
+        }
         self.update(write.key, |lease| {
             held(lease, write.owner, write.counter)?;
             lease.checkpoint = write.checkpoint.clone();

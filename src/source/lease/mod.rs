@@ -26,7 +26,9 @@
 //! checkpoint of every held shard and releases its leases, so the next owner continues right
 //! after it with no repeats. A crash repeats what was acked or in flight since the last
 //! checkpoint (at most `checkpointInterval` of reading per moved shard). Nothing is lost:
-//! checkpoints only move past records Conduit acknowledged.
+//! checkpoints only move past records Conduit acknowledged, and a `LATEST` lease is pinned to
+//! a time before its first owner reads it ([`decide::pin_latest`]), so a shard that moves
+//! before its first record checkpoint is read from there again, not from a later "latest".
 
 pub(crate) mod coordinator;
 pub(crate) mod decide;

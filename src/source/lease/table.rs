@@ -15,9 +15,15 @@ use super::super::position::ShardProgress;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Checkpoint {
     TrimHorizon,
+    /// Not read yet; the first owner pins it ([`super::decide::pin_latest`]) before reading.
     Latest,
-    /// At the configured `startTimestamp` (the lease item names only the sentinel, as KCL's).
-    AtTimestamp,
+    /// KCL's `AT_TIMESTAMP` sentinel. `millis` (the `checkpointTimestamp` attribute, epoch
+    /// milliseconds, this connector's own): read the records that arrived at or after it; a
+    /// `LATEST` lease pinned by its first owner. Without it (an item written by KCL, or a lease
+    /// made for `startPosition: at_timestamp`): the configured `startTimestamp`, as in KCL.
+    AtTimestamp {
+        millis: Option<i64>,
+    },
     /// The shard is closed and was read to its end: its children may be read.
     ShardEnd,
     /// After this Kinesis record; `sub_sequence` > 0: after that user record of a KPL
@@ -34,7 +40,7 @@ impl Checkpoint {
         match self {
             Checkpoint::TrimHorizon => "TRIM_HORIZON",
             Checkpoint::Latest => "LATEST",
-            Checkpoint::AtTimestamp => "AT_TIMESTAMP",
+            Checkpoint::AtTimestamp { .. } => "AT_TIMESTAMP",
             Checkpoint::ShardEnd => "SHARD_END",
             Checkpoint::Sequence { sequence, .. } => sequence,
         }
@@ -47,13 +53,26 @@ impl Checkpoint {
         }
     }
 
-    /// Reads the two attributes back; `None` for text that is neither a sentinel nor a
-    /// sequence number.
-    pub(crate) fn parse(text: &str, sub_sequence: u64) -> Option<Checkpoint> {
+    /// The `checkpointTimestamp` attribute's value (only an `AT_TIMESTAMP` checkpoint has one).
+    pub(crate) fn timestamp(&self) -> Option<i64> {
+        match self {
+            Checkpoint::AtTimestamp { millis } => *millis,
+            _ => None,
+        }
+    }
+
+    /// Reads the three attributes back; `None` for text that is neither a sentinel nor a
+    /// sequence number. `timestamp` counts only with `AT_TIMESTAMP` (KCL, writing a sequence
+    /// number over it, would leave the attribute behind).
+    pub(crate) fn parse(
+        text: &str,
+        sub_sequence: u64,
+        timestamp: Option<i64>,
+    ) -> Option<Checkpoint> {
         Some(match text {
             "TRIM_HORIZON" => Checkpoint::TrimHorizon,
             "LATEST" => Checkpoint::Latest,
-            "AT_TIMESTAMP" => Checkpoint::AtTimestamp,
+            "AT_TIMESTAMP" => Checkpoint::AtTimestamp { millis: timestamp },
             "SHARD_END" => Checkpoint::ShardEnd,
             digits if super::super::sequence::is_valid(digits) => Checkpoint::Sequence {
                 sequence: digits.to_owned(),

@@ -1,6 +1,7 @@
 //! The coordinator with the engine, an in-memory stream and an in-memory lease table, in
 //! paused time: sharing, handover at Teardown, checkpoints of acked records only, fencing
-//! without the table, parents before children across workers.
+//! without the table, parents before children across workers, `LATEST` pinned before it is
+//! read.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
@@ -12,22 +13,45 @@ use super::table::Checkpoint;
 use super::LeaseConfig;
 use crate::plugin::Record;
 use crate::source::engine::{Engine, EngineConfig};
-use crate::source::fake::FakeStream;
+use crate::source::fake::{Call, FakeStream};
 use crate::source::reader::Mode;
 use crate::source::settings::InitialPosition;
+use crate::source::subscribe::StartingPoint;
 
 const LEASE: Duration = Duration::from_secs(3);
 
 fn engine(fake: &FakeStream, table: &Arc<MemoryTable>, worker: &str) -> Engine {
+    engine_with(fake, table, worker, polling(), InitialPosition::TrimHorizon)
+}
+
+fn polling() -> Mode {
+    Mode::Polling {
+        interval: Duration::from_millis(200),
+        limit: 100,
+    }
+}
+
+fn fan_out() -> Mode {
+    Mode::FanOut {
+        consumer_arn: "arn:aws:kinesis:us-east-1:123456789012:stream/s/consumer/c:1".into(),
+        renew_after: Duration::from_secs(240),
+        idle_timeout: Duration::from_secs(30),
+    }
+}
+
+fn engine_with(
+    fake: &FakeStream,
+    table: &Arc<MemoryTable>,
+    worker: &str,
+    mode: Mode,
+    initial: InitialPosition,
+) -> Engine {
     Engine::start_coordinated(
         EngineConfig {
             api: Arc::new(fake.clone()),
             stream_name: "fake-stream".into(),
-            mode: Mode::Polling {
-                interval: Duration::from_millis(200),
-                limit: 100,
-            },
-            initial: InitialPosition::TrimHorizon,
+            mode,
+            initial,
             deaggregate: true,
             unwrap_opencdc: false,
             buffer_size: 64,
@@ -41,7 +65,7 @@ fn engine(fake: &FakeStream, table: &Arc<MemoryTable>, worker: &str) -> Engine {
             worker_id: worker.into(),
             lease_duration: LEASE,
             checkpoint_interval: Duration::from_secs(1),
-            initial: InitialPosition::TrimHorizon,
+            initial,
             discovery_interval: Duration::from_secs(1),
         },
     )
@@ -260,4 +284,127 @@ async fn a_child_is_read_only_after_its_parent_is_at_shard_end_whoever_reads_it(
         table.snapshot()
     );
     assert_eq!(table.get("c").unwrap().parents, vec!["p".to_string()]);
+}
+
+fn wall_clock_ms() -> i64 {
+    (time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as i64
+}
+
+/// The first owner of a `LATEST` shard dies before anything it read was acknowledged (so
+/// before any record checkpoint): the next owner still reads everything written since the
+/// first one started, not from its own "now".
+async fn latest_survives_a_crash_before_the_first_checkpoint(mode: Mode) {
+    let fake = FakeStream::default();
+    fake.add_shard("s0", &[]);
+    let long_ago = wall_clock_ms() - 60_000;
+    fake.put_arrived("s0", "old", Some(long_ago));
+    let table = Arc::new(MemoryTable::default());
+    let before = wall_clock_ms();
+    let a = engine_with(&fake, &table, "a", mode.clone(), InitialPosition::Latest);
+    // Shorter than a fan-out heartbeat: an empty event's continuation would be checkpointed.
+    assert!(read_for(&a, Duration::from_millis(500), false)
+        .await
+        .is_empty());
+    let lease = table.get("s0").unwrap();
+    assert_eq!(lease.owner.as_deref(), Some("a"));
+    let pinned = lease.checkpoint.timestamp().expect("LATEST pinned");
+    assert_eq!(lease.checkpoint.text(), "AT_TIMESTAMP");
+    assert!(
+        pinned <= before && pinned > long_ago,
+        "pinned at {pinned}, started at {before}"
+    );
+
+    let written: Vec<String> = (0..5).map(|n| format!("r{n}")).collect();
+    for data in &written {
+        fake.put("s0", data);
+    }
+    let seen: Vec<String> = read_for(&a, LEASE, false).await.iter().map(data).collect();
+    assert_eq!(
+        seen, written,
+        "a reads from where it pinned, without the old record"
+    );
+    // No ack came, so no record checkpoint: the pin is what the next owner finds.
+    assert_eq!(table.get("s0").unwrap().checkpoint, lease.checkpoint);
+    drop(a);
+
+    let b = engine_with(&fake, &table, "b", mode, InitialPosition::Latest);
+    let again: Vec<String> = read_for(&b, LEASE * 4, true)
+        .await
+        .iter()
+        .map(data)
+        .collect();
+    assert_eq!(again, written);
+    assert_eq!(table.get("s0").unwrap().owner.as_deref(), Some("b"));
+    assert!(matches!(
+        table.get("s0").unwrap().checkpoint,
+        Checkpoint::Sequence { .. }
+    ));
+}
+
+#[tokio::test(start_paused = true)]
+async fn polling_latest_survives_a_crash_before_the_first_checkpoint() {
+    latest_survives_a_crash_before_the_first_checkpoint(polling()).await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn fan_out_latest_survives_a_crash_before_the_first_checkpoint() {
+    // The continuation of an event is checkpointed only when nothing of the shard waits for
+    // an ack, so the first event's records left LATEST in place as well.
+    latest_survives_a_crash_before_the_first_checkpoint(fan_out()).await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn latest_on_an_idle_shard_survives_a_graceful_stop() {
+    // Nothing to acknowledge, so no record checkpoint: a stop and a later start must still
+    // read what was written in between.
+    let fake = FakeStream::default();
+    fake.add_shard("s0", &[]);
+    let table = Arc::new(MemoryTable::default());
+    let a = engine_with(&fake, &table, "a", polling(), InitialPosition::Latest);
+    assert!(read_for(&a, LEASE, true).await.is_empty());
+    a.shutdown(Duration::from_secs(5)).await;
+    drop(a);
+    let lease = table.get("s0").unwrap();
+    assert_eq!(lease.owner, None);
+    assert!(lease.checkpoint.timestamp().is_some(), "{lease:?}");
+    fake.put("s0", "while-stopped");
+    let b = engine_with(&fake, &table, "b", polling(), InitialPosition::Latest);
+    let got: Vec<String> = read_for(&b, LEASE, true).await.iter().map(data).collect();
+    assert_eq!(got, vec!["while-stopped"]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_latest_shard_is_not_read_until_its_pin_is_written() {
+    let fake = FakeStream::default();
+    fake.add_shard("s0", &[]);
+    let table = Arc::new(MemoryTable::default());
+    table.checkpoints_fail.store(true, Ordering::SeqCst);
+    let a = engine_with(&fake, &table, "a", polling(), InitialPosition::Latest);
+    fake.put("s0", "r0");
+    assert!(read_for(&a, LEASE, true).await.is_empty());
+    let lease = table.get("s0").unwrap();
+    assert_eq!(lease.owner.as_deref(), Some("a"), "held, renewed, not read");
+    assert_eq!(lease.checkpoint, Checkpoint::Latest);
+    assert!(
+        !fake
+            .calls()
+            .iter()
+            .any(|c| matches!(c, Call::ShardIterator { .. })),
+        "no reader started before the pin"
+    );
+    table.checkpoints_fail.store(false, Ordering::SeqCst);
+    fake.put("s0", "r1");
+    let got: Vec<String> = read_for(&a, LEASE, true).await.iter().map(data).collect();
+    assert_eq!(got, vec!["r0", "r1"], "both are within the pin's margin");
+    assert!(fake.calls().iter().all(|c| matches!(
+        c,
+        Call::ShardIterator {
+            start: StartingPoint::AtTimestamp(_),
+            ..
+        }
+    )));
+    assert!(matches!(
+        table.get("s0").unwrap().checkpoint,
+        Checkpoint::Sequence { .. }
+    ));
 }
