@@ -279,7 +279,7 @@ async fn coordinate(
     discovery_interval: Duration,
     position: Position,
 ) {
-    let opened_at_ms = (time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as i64;
+    let opened_at_ms = super::settings::now_epoch_millis();
     let mut planner = Planner::new(position, initial, opened_at_ms);
     let mut running = ReaderGuard(HashMap::new());
     let (done_tx, mut done_rx) = mpsc::unbounded_channel::<String>();

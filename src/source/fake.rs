@@ -167,10 +167,8 @@ impl FakeStream {
     pub(crate) fn put_arrived(&self, shard: &str, data: &str, arrival: Option<i64>) -> String {
         let mut state = self.lock();
         let sequence = state.sequence();
-        let arrival = arrival.unwrap_or_else(|| {
-            let now = (time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as i64;
-            now.max(state.last_arrival)
-        });
+        let arrival =
+            arrival.unwrap_or_else(|| super::settings::now_epoch_millis().max(state.last_arrival));
         state.last_arrival = state.last_arrival.max(arrival);
         let shard = state.shard_mut(shard);
         assert!(!shard.closed, "shard {} is closed", shard.id);

@@ -70,7 +70,16 @@ fn duration(values: &Values, name: &str, errors: &mut Vec<ConfigError>) -> Durat
 pub(crate) fn parse_rfc3339_millis(text: &str) -> Option<i64> {
     let parsed =
         time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339).ok()?;
-    Some((parsed.unix_timestamp_nanos() / 1_000_000) as i64)
+    Some(epoch_millis(parsed))
+}
+
+/// Now by this host's wall clock, in epoch milliseconds (the unit of `AT_TIMESTAMP` starts).
+pub(crate) fn now_epoch_millis() -> i64 {
+    epoch_millis(time::OffsetDateTime::now_utc())
+}
+
+fn epoch_millis(at: time::OffsetDateTime) -> i64 {
+    (at.unix_timestamp_nanos() / 1_000_000) as i64
 }
 
 impl SourceSettings {

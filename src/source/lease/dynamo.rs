@@ -191,7 +191,7 @@ fn judge(error: CallError, key: &str) -> LeaseError {
     }
 }
 
-fn number(value: u64) -> Value {
+fn number(value: impl std::fmt::Display) -> Value {
     json!({ "N": value.to_string() })
 }
 
@@ -199,25 +199,41 @@ fn text(value: &str) -> Value {
     json!({ "S": value })
 }
 
-/// The parts of an update expression that write `checkpoint`: what to `SET` (with its values
-/// put in `values`) and the attribute to `REMOVE`, if any.
-fn checkpoint_update(
-    checkpoint: &Checkpoint,
+/// The update expression of a write that ends any handover (`checkpointOwner` goes) and,
+/// when given, moves the checkpoint (with `checkpointTimestamp` set or removed along with it)
+/// and writes the children; the values it names are put in `values`.
+fn checkpoint_expression(
+    checkpoint: Option<&Checkpoint>,
+    children: &[String],
     values: &mut Value,
-) -> (String, Option<&'static str>) {
-    let mut set = "checkpoint = :checkpoint, checkpointSubSequenceNumber = :sub, \
-                   ownerSwitchesSinceCheckpoint = :zero"
-        .to_string();
-    values[":checkpoint"] = text(checkpoint.text());
-    values[":sub"] = number(checkpoint.sub_sequence());
-    values[":zero"] = number(0);
-    match checkpoint.timestamp() {
-        Some(millis) => {
-            set.push_str(", checkpointTimestamp = :timestamp");
-            values[":timestamp"] = json!({ "N": millis.to_string() });
-            (set, None)
+) -> String {
+    let mut set = Vec::new();
+    let mut remove = vec!["checkpointOwner"];
+    if let Some(checkpoint) = checkpoint {
+        set.push(
+            "checkpoint = :checkpoint, checkpointSubSequenceNumber = :sub, \
+             ownerSwitchesSinceCheckpoint = :zero",
+        );
+        values[":checkpoint"] = text(checkpoint.text());
+        values[":sub"] = number(checkpoint.sub_sequence());
+        values[":zero"] = number(0);
+        match checkpoint.timestamp() {
+            Some(millis) => {
+                set.push("checkpointTimestamp = :timestamp");
+                values[":timestamp"] = number(millis);
+            }
+            None => remove.push("checkpointTimestamp"),
         }
-        None => (set, Some("checkpointTimestamp")),
+    }
+    if !children.is_empty() {
+        set.push("childShardIds = :children");
+        values[":children"] = json!({ "SS": children });
+    }
+    let remove = format!("REMOVE {}", remove.join(", "));
+    if set.is_empty() {
+        remove
+    } else {
+        format!("SET {} {remove}", set.join(", "))
     }
 }
 
@@ -238,10 +254,7 @@ pub(crate) fn to_item(lease: &Lease) -> Value {
         number(lease.checkpoint.sub_sequence()),
     );
     if let Some(millis) = lease.checkpoint.timestamp() {
-        item.insert(
-            "checkpointTimestamp".into(),
-            json!({ "N": millis.to_string() }),
-        );
+        item.insert("checkpointTimestamp".into(), number(millis));
     }
     item.insert(
         "ownerSwitchesSinceCheckpoint".into(),
@@ -415,15 +428,7 @@ impl LeaseTable for DynamoLeaseTable {
         checkpoint: Option<&Checkpoint>,
     ) -> Result<(), LeaseError> {
         let mut values = json!({ ":from": text(from) });
-        let mut expression = String::new();
-        let mut remove = vec!["checkpointOwner"];
-        if let Some(checkpoint) = checkpoint {
-            let (set, also_remove) = checkpoint_update(checkpoint, &mut values);
-            expression = format!("SET {set} ");
-            remove.extend(also_remove);
-        }
-        expression.push_str("REMOVE ");
-        expression.push_str(&remove.join(", "));
+        let expression = checkpoint_expression(checkpoint, &[], &mut values);
         self.update(
             key,
             json!({
@@ -469,23 +474,13 @@ impl LeaseTable for DynamoLeaseTable {
             ":owner": text(owner),
             ":seen": number(counter),
         });
-        let (update, remove) = checkpoint_update(checkpoint, &mut values);
-        let mut set = format!("SET {update}");
-        if !children.is_empty() {
-            set.push_str(", childShardIds = :children");
-            values[":children"] = json!({ "SS": children });
-        }
-        set.push_str(" REMOVE checkpointOwner");
-        if let Some(attribute) = remove {
-            set.push_str(", ");
-            set.push_str(attribute);
-        }
+        let expression = checkpoint_expression(Some(checkpoint), children, &mut values);
         self.update(
             key,
             json!({
                 "TableName": self.table,
                 "Key": { "leaseKey": text(key) },
-                "UpdateExpression": set,
+                "UpdateExpression": expression,
                 "ConditionExpression": "leaseOwner = :owner AND leaseCounter = :seen",
                 "ExpressionAttributeValues": values,
             }),
@@ -586,9 +581,15 @@ mod tests {
     fn checkpoint_writes_set_the_timestamp_or_remove_it() {
         let mut values = json!({});
         let pinned = Checkpoint::AtTimestamp { millis: Some(42) };
-        let (set, remove) = checkpoint_update(&pinned, &mut values);
-        assert!(set.contains("checkpointTimestamp = :timestamp"), "{set}");
-        assert_eq!(remove, None);
+        let expression = checkpoint_expression(Some(&pinned), &[], &mut values);
+        assert!(
+            expression.contains("checkpointTimestamp = :timestamp"),
+            "{expression}"
+        );
+        assert!(
+            expression.ends_with("REMOVE checkpointOwner"),
+            "{expression}"
+        );
         assert_eq!(values[":timestamp"], json!({ "N": "42" }));
         assert_eq!(values[":checkpoint"], json!({ "S": "AT_TIMESTAMP" }));
         let mut values = json!({});
@@ -596,10 +597,19 @@ mod tests {
             sequence: "123".into(),
             sub_sequence: 0,
         };
-        let (set, remove) = checkpoint_update(&sequence, &mut values);
-        assert!(!set.contains("checkpointTimestamp"), "{set}");
-        assert_eq!(remove, Some("checkpointTimestamp"));
+        let expression = checkpoint_expression(Some(&sequence), &[], &mut values);
+        assert!(
+            !expression.contains("checkpointTimestamp ="),
+            "{expression}"
+        );
+        assert!(
+            expression.ends_with("REMOVE checkpointOwner, checkpointTimestamp"),
+            "{expression}"
+        );
         assert!(values.get(":timestamp").is_none());
+        // A handover without a checkpoint only ends the handover.
+        let expression = checkpoint_expression(None, &[], &mut json!({}));
+        assert_eq!(expression, "REMOVE checkpointOwner");
     }
 
     #[test]

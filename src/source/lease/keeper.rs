@@ -13,6 +13,7 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 use super::super::reader::{self, Mode, ReaderContext, ReaderEnd, ShardEvent};
+use super::super::settings::now_epoch_millis;
 use super::coordinator::{lock, start_from, LeaseConfig, SharedTracks, Track};
 use super::decide::{self, Claim, ListedShard, Observations, Round};
 use super::table::{Checkpoint, CheckpointWrite, Lease, LeaseError, LeaseTable};
@@ -643,7 +644,7 @@ impl Keeper {
         let Some(counter) = self.held.get(key).map(|h| h.counter) else {
             return true;
         };
-        let checkpoint = decide::pin_latest(wall_clock_ms());
+        let checkpoint = decide::pin_latest(now_epoch_millis());
         let written = self
             .table
             .checkpoint(CheckpointWrite {
@@ -677,9 +678,4 @@ impl Keeper {
             }
         }
     }
-}
-
-/// Milliseconds since the epoch by this host's clock.
-fn wall_clock_ms() -> i64 {
-    (time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as i64
 }

@@ -12,7 +12,7 @@ pub(crate) struct MemoryTable {
     items: Mutex<BTreeMap<String, Lease>>,
     /// When set, every call fails as if the table were unreachable.
     pub unreachable: std::sync::atomic::AtomicBool,
-    /// When set, checkpoint writes alone fail so (the table answers everything else).
+    /// When set, checkpoint writes fail as if unreachable; every other call is answered.
     pub checkpoints_fail: std::sync::atomic::AtomicBool,
 }
 

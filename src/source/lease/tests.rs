@@ -15,7 +15,7 @@ use crate::plugin::Record;
 use crate::source::engine::{Engine, EngineConfig};
 use crate::source::fake::{Call, FakeStream};
 use crate::source::reader::Mode;
-use crate::source::settings::InitialPosition;
+use crate::source::settings::{now_epoch_millis, InitialPosition};
 use crate::source::subscribe::StartingPoint;
 
 const LEASE: Duration = Duration::from_secs(3);
@@ -286,20 +286,16 @@ async fn a_child_is_read_only_after_its_parent_is_at_shard_end_whoever_reads_it(
     assert_eq!(table.get("c").unwrap().parents, vec!["p".to_string()]);
 }
 
-fn wall_clock_ms() -> i64 {
-    (time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as i64
-}
-
 /// The first owner of a `LATEST` shard dies before anything it read was acknowledged (so
 /// before any record checkpoint): the next owner still reads everything written since the
 /// first one started, not from its own "now".
 async fn latest_survives_a_crash_before_the_first_checkpoint(mode: Mode) {
     let fake = FakeStream::default();
     fake.add_shard("s0", &[]);
-    let long_ago = wall_clock_ms() - 60_000;
+    let long_ago = now_epoch_millis() - 60_000;
     fake.put_arrived("s0", "old", Some(long_ago));
     let table = Arc::new(MemoryTable::default());
-    let before = wall_clock_ms();
+    let before = now_epoch_millis();
     let a = engine_with(&fake, &table, "a", mode.clone(), InitialPosition::Latest);
     // Shorter than a fan-out heartbeat: an empty event's continuation would be checkpointed.
     assert!(read_for(&a, Duration::from_millis(500), false)
